@@ -1,0 +1,1 @@
+"""Dataset readers (the files exactly as published), training datasets and the synthetic benchmark."""
