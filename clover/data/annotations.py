@@ -151,7 +151,9 @@ def _attach_video_paths(records: list[Record], videos_dir: Path) -> None:
             missing.append(record["video"])
     if missing:
         examples = ", ".join(sorted(set(missing))[:5])
-        logger.warning("%d of %d records have no clip in %s (e.g. %s)", len(missing), len(records), videos_dir, examples)
+        logger.warning(
+            "%d of %d records have no clip in %s (e.g. %s)", len(missing), len(records), videos_dir, examples
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,7 +204,9 @@ def _parse_int(path: Path, line: int | str, column: str, text: str) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, delimiter: str, required: Sequence[str] = ()) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _read_csv(
+    path: Path, delimiter: str, required: Sequence[str] = ()
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Read a CSV file with standard quoting (doubled inner quotes are unescaped).
 
     Returns the header and `(line_number, row)` pairs; every value is the field's text, stripped of
@@ -547,7 +551,10 @@ def _answer_index(path: Path, line: int | str, answer: Any, candidates: list[str
         by_text = candidates.index(text) if text in candidates else None
         by_index = int(text) if re.fullmatch(r"\d+", text) and int(text) < len(candidates) else None
         if by_text is not None and by_index is not None and by_text != by_index:
-            raise _row_error(path, line, f"answer {text!r} is both candidate {by_text}'s text and the index {by_index}: write the candidate's text or a JSON integer")
+            raise _row_error(
+                path, line, f"answer {text!r} is both candidate {by_text}'s text and the index {by_index}: "
+                "write the candidate's text or a JSON integer",
+            )
         index = by_text if by_text is not None else by_index
         if index is None:
             raise _row_error(path, line, f"answer {text!r} is neither one of the candidates {candidates} nor an index")
@@ -572,7 +579,8 @@ def infer_generic_kind(records: Sequence[Mapping[str, Any]]) -> TaskKind:
     if with_candidates == len(records):
         return "mc"
     raise DatasetFormatError(
-        f"{with_candidates} of {len(records)} records have candidates: a file must be all multiple choice or all open-ended"
+        f"{with_candidates} of {len(records)} records have candidates: "
+        "a file must be all multiple choice or all open-ended"
     )
 
 
@@ -635,7 +643,9 @@ def _open_answer(record: Mapping[str, Any]) -> str:
     """An open-ended record's answer; multiple-choice and count records have no vocabulary."""
     answer = record["answer"]
     if not isinstance(answer, str) or "candidates" in record:
-        raise ValueError(f"answer vocabularies are for open-ended records; record {record.get('id')!r} has answer {answer!r}")
+        raise ValueError(
+            f"answer vocabularies are for open-ended records; record {record.get('id')!r} has answer {answer!r}"
+        )
     return answer
 
 
@@ -647,7 +657,9 @@ _WEBVID_COLUMNS = ("videoid", "page_dir", "name")
 _PLAIN_CAPTION_COLUMNS = ("video", "caption")
 
 
-def load_caption_pairs(csv_path: str | os.PathLike, video_root: str | os.PathLike | None = None) -> list[dict[str, str]]:
+def load_caption_pairs(
+    csv_path: str | os.PathLike, video_root: str | os.PathLike | None = None
+) -> list[dict[str, str]]:
     """Read a WebVid-style caption CSV as `[{"video": <path relative to the root>, "caption": ...}]`.
 
     Accepts WebVid's own columns (`videoid, contentUrl, duration, page_dir, name`: the clip is
@@ -656,7 +668,9 @@ def load_caption_pairs(csv_path: str | os.PathLike, video_root: str | os.PathLik
     counts are logged (real corpora have holes, and an epoch must not crash on them).
     """
     path = Path(csv_path)
-    _require_file(path, "a caption CSV with WebVid's columns (videoid, contentUrl, duration, page_dir, name) or video, caption")
+    _require_file(
+        path, "a caption CSV with WebVid's columns (videoid, contentUrl, duration, page_dir, name) or video, caption"
+    )
     header, rows = _read_csv(path, ",")
     is_webvid = all(column in header for column in _WEBVID_COLUMNS)
     if not is_webvid and not all(column in header for column in _PLAIN_CAPTION_COLUMNS):
