@@ -137,3 +137,27 @@ def audio_only_mp4(path: str | os.PathLike, seconds: float = 0.5, rate: int = 16
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def vfr_index_clip(path: str | os.PathLike, times_sec: list[float], size: tuple[int, int] = (64, 64)) -> Path:
+    """A variable-frame-rate index clip (H.264 in mkv): frame i spells i and is shown at `times_sec[i]`.
+
+    The container's nominal rate says nothing true about these times; only the packets' pts do.
+    """
+    import av
+
+    path = Path(path)
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        for i, seconds in enumerate(times_sec):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, size), format="rgb24")
+            frame.pts, frame.time_base = round(seconds * 1000), time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

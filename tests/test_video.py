@@ -23,6 +23,7 @@ from tests.media import (
     random_clip,
     text_as_video,
     truncated_copy,
+    vfr_index_clip,
     zero_byte,
 )
 
@@ -258,3 +259,14 @@ def test_bad_arguments_are_value_errors(clip50: Path) -> None:
 def test_write_video_accepts_an_iterator(tmp_path: Path) -> None:
     path = write_video(tmp_path / "gen.mp4", (index_frame(i, (32, 32)) for i in range(20)), FPS)
     assert indices(read_frames(path, 4, seek="exact")) == [2, 7, 12, 17]
+
+
+def test_variable_frame_rate_uses_packet_times(tmp_path: Path) -> None:
+    # 20 frames: ten 10 ms apart, then ten 300 ms apart. Sampling is by frame; times are the true ones.
+    times = [0.01 * i for i in range(10)] + [0.09 + 0.3 * (i + 1) for i in range(10)]
+    path = vfr_index_clip(tmp_path / "vfr.mkv", times)
+    frames, got_times = read_frames_with_timestamps(path, 4, seek="exact")
+    assert indices(frames) == [2, 7, 12, 17]  # floor((2k + 1) * 20 / 8)
+    np.testing.assert_allclose(got_times, [times[i] for i in (2, 7, 12, 17)], atol=1e-3)
+    # A window in seconds selects by the true times: [1.0 s, 2.0 s) holds frames 13, 14, 15.
+    assert indices(read_frames(path, 3, start_sec=1.0, end_sec=2.0, seek="exact")) == [13, 14, 15]
