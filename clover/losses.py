@@ -309,7 +309,8 @@ class MaskedLanguageModelingLoss(nn.Module):
 
     def token_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of each masked token: (N, V) logits, (N,) labels -> (N,)."""
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
+        compute_dtype = torch.promote_types(logits.dtype, torch.float32)  # fp16/bf16 -> fp32
+        log_probs = F.log_softmax(logits.to(compute_dtype), dim=-1)  # (N, V)
         true_log_prob = log_probs.gather(1, labels[:, None]).squeeze(1)  # (N,)
         if self.focal_gamma == 0:
             return -true_log_prob
