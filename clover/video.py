@@ -164,6 +164,8 @@ IO_TIMEOUT_SECONDS = 30.0
 # reported as truncated or corrupt rather than as "not a video".
 _MAGIC = (b"RIFF", b"\x1a\x45\xdf\xa3", b"GIF87a", b"GIF89a", b"OggS", b"FLV")
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+# Decoded pixel formats that carry transparency (FFmpeg's GIF decoder gives bgra).
+_ALPHA_FORMATS = frozenset({"bgra", "rgba", "argb", "abgr", "pal8", "yuva420p", "yuva444p"})
 
 
 class VideoReadError(ValueError):
@@ -484,10 +486,23 @@ def _decode_positions(
             frame, current = _decode_until(frames, index, target)
             if frame is None:
                 raise VideoReadError(path, f"truncated or corrupt: frame {target} of {len(index)} could not be decoded")
-            decoded[target] = frame.to_ndarray(format="rgb24")
+            decoded[target] = _to_rgb(frame)
     except av.FFmpegError as error:
         raise VideoReadError(path, f"truncated or corrupt (FFmpeg while decoding: {error})") from error
     return np.stack([decoded[int(p)] for p in positions])
+
+
+def _to_rgb(frame: Any) -> np.ndarray:
+    """The frame as RGB uint8 `(H, W, 3)`; pixels with an alpha channel are composited onto black.
+
+    GIFs decode to BGRA: pixels that stay transparent (never painted by any frame so far) would
+    otherwise come out with whatever colour the converter picks (white). Black is what Pillow shows
+    for the usual transparent palette entry, and it is the same in every frame.
+    """
+    if frame.format.name not in _ALPHA_FORMATS:
+        return frame.to_ndarray(format="rgb24")
+    rgba = frame.to_ndarray(format="rgba")
+    return np.where(rgba[..., 3:] >= 128, rgba[..., :3], 0).astype(np.uint8)
 
 
 def _decode_stream(container: Any, stream: Any) -> Iterator[Any]:

@@ -161,3 +161,26 @@ def vfr_index_clip(path: str | os.PathLike, times_sec: list[float], size: tuple[
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def transparent_gif(path: str | os.PathLike, num_frames: int = 4, size: int = 32) -> Path:
+    """A palette GIF whose frames paint one more vertical band each over a transparent start.
+
+    Palette entry 0 (black) is transparent, delays include 0 ms (shown as 100 ms by browsers and
+    FFmpeg), and each frame is kept under the next (disposal 1), so unpainted pixels stay transparent.
+    """
+    palette = [0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 12)
+    band = size // num_frames
+    images = []
+    for i in range(num_frames):
+        pixels = np.zeros((size, size), dtype=np.uint8)
+        pixels[:, band * i : band * (i + 1)] = 1 + i % 3
+        image = Image.fromarray(pixels, mode="P")
+        image.putpalette(palette)
+        images.append(image)
+    durations = [0 if i % 2 == 0 else 50 for i in range(num_frames)]
+    path = Path(path)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=durations, loop=0, transparency=0, disposal=1
+    )
+    return path

@@ -22,6 +22,7 @@ from tests.media import (
     index_frame,
     random_clip,
     text_as_video,
+    transparent_gif,
     truncated_copy,
     vfr_index_clip,
     zero_byte,
@@ -187,6 +188,16 @@ def test_gif_irregular_delays_sample_by_frame(tmp_path: Path) -> None:
     assert indices(read_frames(path, 4)) == [1, 4, 7, 10]  # floor((2k + 1) * 12 / 8)
     info = probe_video(path)
     assert info.num_frames == 12 and info.duration == pytest.approx(0.94, abs=1e-6)
+
+
+def test_gif_transparency_is_black_like_pillow(tmp_path: Path) -> None:
+    path = transparent_gif(tmp_path / "clear.gif", 4)
+    with Image.open(path) as image:
+        reference = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)])
+    frames, times = read_frames_with_timestamps(path, 4, seek="exact")
+    np.testing.assert_array_equal(frames, reference)
+    assert frames[0, 0, 31].tolist() == [0, 0, 0]  # never painted: black, not the converter's white
+    assert np.all(np.diff(times) > 0)  # 0 ms delays still give increasing times
 
 
 def test_gif_with_decord_backend_goes_through_pyav(tmp_path: Path) -> None:
