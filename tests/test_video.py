@@ -6,6 +6,7 @@ frames a reader returned, not only their shape.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import av
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
+from clover import video
 from clover.video import VideoReadError, probe_video, read_frames, read_frames_with_timestamps, write_video
 from tests.media import (
     animated_gif,
@@ -217,6 +219,25 @@ def test_decord_gives_the_same_frames_as_pyav(clip50: Path) -> None:
 def test_decord_on_broken_input_raises_video_read_error(tmp_path: Path, clip50: Path) -> None:
     with pytest.raises(VideoReadError):
         read_frames(truncated_copy(clip50, tmp_path / "cut.mp4", 0.5), backend="decord")
+
+
+def test_decord_read_is_time_bounded(clip50: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("decord")
+    monkeypatch.setattr(video, "DECORD_TIMEOUT_SECONDS", 1e-6)  # no real read finishes this fast
+    with pytest.raises(VideoReadError, match="decord did not finish"):
+        read_frames(clip50, 8, seek="exact", backend="decord")
+
+
+# ----------------------------------------------------------------------------------- processes
+def _read_indices(path: str) -> list[int]:
+    return indices(read_frames(path, 4, seek="exact"))
+
+
+def test_reading_from_several_processes_at_once(clip50: Path) -> None:
+    # Like DataLoader workers: forked processes, each opening its own containers.
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_read_indices, [str(clip50)] * 4)
+    assert results == [[6, 18, 31, 43]] * 4
 
 
 # ------------------------------------------------------------------------------------ bad inputs
