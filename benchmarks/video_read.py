@@ -81,14 +81,20 @@ def make_clips(out: Path, durations: tuple[int, ...]) -> dict[str, Path]:
 
 # ----------------------------------------------------------------------------------------- cases
 def run_case(method: str, path: str, repeats: int) -> dict:
-    """Time `method` on `path` `repeats` times (after one warm-up read) in this process; report peak RSS."""
+    """Time `method` on `path` `repeats` times in this process; report peak RSS.
+
+    One untimed warm-up read comes first (codec set-up, page cache), except for decode-everything,
+    whose minute-long reads on the long clips would double the run for nothing: the cases before it
+    have already brought the file into the page cache.
+    """
     import resource
 
     import av  # noqa: F401  (libraries load before the baseline RSS, so it counts only the reading)
 
     reader = _reader(method)
     baseline_kb = _current_rss_kb()
-    reader(Path(path))  # warm-up: page cache, codec initialisation
+    if method != "decode_all":
+        reader(Path(path))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
