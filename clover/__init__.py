@@ -1,7 +1,8 @@
 """Clover VideoQA: the Clover video-language model (CVPR 2023) for video question answering.
 
-The heavy modules are imported lazily so that `import clover` is cheap (the app imports it at start-up)
-and so that `clover.video` can be used without importing the model.
+Attributes are imported on first use, so that `clover.video` works without importing the model.
+`AutoConfig` / `AutoModel` know the "clover" model type once `clover.modeling_clover` is imported,
+which any use of `clover.CloverModel` (or the other model classes) does.
 """
 
 from importlib import import_module

@@ -1,0 +1,234 @@
+"""Configuration of the Clover video-language model.
+
+The defaults are the paper's model (`clover-base`): a Video Swin-B encoder over 8 frames at 224x224,
+a BERT-base text encoder and 3 fusion layers. `clover-tiny` keeps the same architecture at a size that
+trains in minutes on two CPU cores; the tests and the bundled demo checkpoint use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import BertConfig, PreTrainedConfig
+
+QA_HEADS = ("open", "mc", "count")
+
+# Keys that transformers itself may pass to a config (when loading a config.json, or from
+# `from_pretrained(..., attn_implementation=...)`). Anything else unknown is a user's typo.
+_TRANSFORMERS_EXTRA_KEYS = {
+    "num_labels",
+    "name_or_path",
+    "torch_dtype",
+    "output_attentions",
+    "attn_implementation",
+    "experts_implementation",
+    "_commit_hash",
+    "_name_or_path",
+    "model_type",
+    "auto_map",
+    "_attn_implementation_internal",
+    "_experts_implementation_internal",
+    "per_layer_config",
+}
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: Video Swin-B (patch 2x4x4, window 8x7x7, dim 128, depths 2-2-18-2), BERT-base, 3 fusion layers.
+    "clover-base": {},
+    # Same architecture, small: 8 frames at 112x112 in 2x8x8 patches, two Swin stages (so the output grid
+    # is still 4x7x7, 128 channels), a 2-layer 128-wide BERT and 2 fusion layers. About 1.5M parameters;
+    # a training step on 8 clips takes a fraction of a second on one CPU core.
+    "clover-tiny": {
+        "image_size": 112,
+        "patch_size": [2, 8, 8],
+        "video_embed_dim": 64,
+        "video_depths": [2, 2],
+        "video_num_heads": [2, 4],
+        "video_drop_path_rate": 0.0,
+        "num_fusion_layers": 2,
+        "embed_dim": 128,
+        "open_head_hidden_size": 128,
+        "mc_head_hidden_size": 64,
+        "text_config": {
+            "vocab_size": 1024,
+            "hidden_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 256,
+            "max_position_embeddings": 128,
+        },
+    },
+}
+
+
+@strict(accept_kwargs=True)
+class CloverConfig(PreTrainedConfig):
+    r"""Configuration of a Clover model; every field below is saved in `config.json`.
+
+    Video encoder (Video Swin Transformer, parameter names of the original release):
+        video_backbone: `None` for the built-in 3D Swin, or the name or local directory of a transformers
+            video backbone (VideoMAE, TimeSformer) loaded through `AutoModel` (recorded for the model card).
+        video_backbone_config: that backbone's config as a dict, saved here so a Clover directory rebuilds
+            the backbone without the network; filled in by `from_backbones`.
+        num_frames: frames sampled per clip (8 in the paper).
+        image_size: side of the square frames the encoder sees (224 in the paper).
+        image_mean, image_std: per-channel normalisation of RGB values in [0, 1] (ImageNet's).
+        patch_size: (time, height, width) of a 3D patch (2x4x4).
+        window_size: (time, height, width) of an attention window (8x7x7); clipped to the token grid.
+        video_embed_dim: channels after patch embedding (128); doubled by each patch merging.
+        video_depths: Swin blocks per stage (2-2-18-2); `len(video_depths)` stages.
+        video_num_heads: attention heads per stage.
+        video_mlp_ratio: MLP width over channels in a Swin block.
+        video_drop_path_rate: stochastic depth rate, increasing linearly over the blocks.
+    Text encoder:
+        text_config: a `BertConfig` (or its dict); BERT-base by default.
+        text_backbone: name or directory of a pretrained BERT the text encoder (and the fusion layers)
+            start from, recorded for the model card; `None` when built from `text_config` alone.
+    Fusion encoder:
+        num_fusion_layers: BERT-shaped layers over [video tokens; text states] (3).
+    Heads:
+        embed_dim: width of the aligned embedding space (768).
+        qa_heads: which answer heads `CloverForVideoQA` builds: any of "open", "mc", "count".
+        head_dropout: dropout before each answer head.
+        open_head_hidden_size: hidden width of the open-ended head (384).
+        mc_head_hidden_size: hidden width of the multiple-choice head (256).
+        count_min, count_max: the answer range of the count head (predictions are clamped to it).
+        id2label / label2id: the open-ended answer vocabulary.
+    Text lengths:
+        max_text_length: tokens for a question or caption (40).
+        max_mc_text_length: tokens for a question with its candidates (100).
+    Pre-training:
+        temperature: of the contrastive losses (0.05).
+        ranking_margin: margin of the pair-wise ranking loss, on temperature-scaled similarities (5).
+        mlm_focal_gamma: focal-loss gamma of masked language modelling (2; 0 is plain cross-entropy).
+        text_mask_ratio: fraction of semantic words masked (0.3).
+        video_mask_cells: masked cells of a 7x7 token grid (10), scaled to other grids.
+        pretrain_objective: "clover" (tri-modal alignment, ranking, MLM) or "pairwise" (plain video-text
+            InfoNCE and MLM, the baseline the paper argues against).
+        use_ranking_loss: the pair-wise ranking terms (ablation switch; "clover" only).
+        use_masked_positives: the masked caption / masked video as extra positives (ablation switch).
+        tie_word_embeddings: the MLM head's decoder shares the text encoder's word embeddings (as BERT).
+    """
+
+    model_type = "clover"
+    sub_configs_defaults = {"text_config": BertConfig}
+
+    video_backbone: str | None = None
+    video_backbone_config: dict | None = None
+    num_frames: int = 8
+    image_size: int = 224
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+    patch_size: list[int] | None = None
+    window_size: list[int] | None = None
+    video_embed_dim: int = 128
+    video_depths: list[int] | None = None
+    video_num_heads: list[int] | None = None
+    video_mlp_ratio: float = 4.0
+    video_drop_path_rate: float = 0.1
+
+    text_config: dict | BertConfig | None = None
+    text_backbone: str | None = None
+
+    num_fusion_layers: int = 3
+
+    embed_dim: int = 768
+    qa_heads: list[str] | None = None
+    head_dropout: float = 0.1
+    open_head_hidden_size: int = 384
+    mc_head_hidden_size: int = 256
+    count_min: int = 0
+    count_max: int = 10
+
+    max_text_length: int = 40
+    max_mc_text_length: int = 100
+
+    temperature: float = 0.05
+    ranking_margin: float = 5.0
+    mlm_focal_gamma: float = 2.0
+    text_mask_ratio: float = 0.3
+    video_mask_cells: int = 10
+    pretrain_objective: str = "clover"
+    use_ranking_loss: bool = True
+    use_masked_positives: bool = True
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        unknown = set(kwargs) - _TRANSFORMERS_EXTRA_KEYS
+        if unknown:
+            known = [f.name for f in fields(self)]
+            hints = {key: difflib.get_close_matches(key, known, n=1) for key in sorted(unknown)}
+            message = ", ".join(f"{key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") for key, hint in hints.items())
+            raise TypeError(f"CloverConfig got unknown keys: {message}")
+        self.image_mean = list(self.image_mean or IMAGENET_MEAN)
+        self.image_std = list(self.image_std or IMAGENET_STD)
+        self.patch_size = list(self.patch_size or [2, 4, 4])
+        self.window_size = list(self.window_size or [8, 7, 7])
+        self.video_depths = list(self.video_depths or [2, 2, 18, 2])
+        self.video_num_heads = list(self.video_num_heads or [4, 8, 16, 32])
+        self.qa_heads = list(self.qa_heads or ["open"])
+        super().__post_init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.video_depths) != len(self.video_num_heads):
+            raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
+        if self.pretrain_objective not in ("clover", "pairwise"):
+            raise ValueError(f"pretrain_objective must be 'clover' or 'pairwise', got {self.pretrain_objective!r}")
+        bad_heads = [head for head in self.qa_heads if head not in QA_HEADS]
+        if bad_heads:
+            raise ValueError(f"unknown qa_heads {bad_heads}; choose from {list(QA_HEADS)}")
+        patch_t, patch_h, _ = self.patch_size
+        downsample = patch_h * 2 ** (len(self.video_depths) - 1)
+        if self.video_backbone is None and self.image_size % downsample:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by {downsample} "
+                f"(patch {patch_h} x 2^{len(self.video_depths) - 1} merges)"
+            )
+        if self.num_frames % patch_t:
+            raise ValueError(f"num_frames {self.num_frames} must be divisible by the temporal patch size {patch_t}")
+        if self.num_fusion_layers > self.text_config.num_hidden_layers and self.text_backbone:
+            raise ValueError("num_fusion_layers cannot exceed the text encoder's layers when initialised from it")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "CloverConfig":
+        """The config of a named preset (`clover-base`, `clover-tiny`), with `overrides` applied on top.
+
+        `text_config` overrides are merged into the preset's text config key by key.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        settings = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PRESETS[name].items()}
+        text_overrides = overrides.pop("text_config", None) or {}
+        if isinstance(text_overrides, BertConfig):
+            text_overrides = text_overrides.to_dict()
+        settings["text_config"] = {**settings.get("text_config", {}), **text_overrides}
+        settings.update(overrides)
+        return cls(**settings)
+
+    # Derived sizes, used by the model and the processor.
+    @property
+    def video_width(self) -> int:
+        """Channels of the video encoder's output tokens (1024 for Swin-B)."""
+        if self.video_backbone_config is not None:
+            return self.video_backbone_config["hidden_size"]
+        return self.video_embed_dim * 2 ** (len(self.video_depths) - 1)
+
+    @property
+    def video_grid(self) -> tuple[int, int, int]:
+        """(time, height, width) of the video encoder's output token grid: (4, 7, 7) for both presets."""
+        if self.video_backbone_config is not None:
+            backbone = self.video_backbone_config
+            side = backbone["image_size"] // backbone["patch_size"]
+            return (backbone["num_frames"] // backbone.get("tubelet_size", 1), side, side)
+        patch_t, patch_h, patch_w = self.patch_size
+        merges = 2 ** (len(self.video_depths) - 1)
+        return (self.num_frames // patch_t, self.image_size // patch_h // merges, self.image_size // patch_w // merges)
+
+
+__all__ = ["CloverConfig", "PRESETS", "QA_HEADS"]

@@ -1,0 +1,757 @@
+"""Clover: video encoder, text encoder, fusion encoder, alignment heads and answer heads.
+
+Read top to bottom: outputs, the fusion encoder, the video encoders, the base model (`CloverModel`),
+the task models (`CloverForVideoQA`, `CloverForPretraining`), and the Auto-class registration.
+
+Shapes: B batch, T frames, K candidates, L text tokens, t/h/w the video token grid (4x7x7 for both
+presets), Cv video width, D text width, E the aligned embedding width.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, BertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+from transformers.utils import ModelOutput
+
+from .configuration_clover import CloverConfig
+from .video_swin import CheckpointReport, SwinTransformer3D, WindowAttention3D, load_video_swin_checkpoint
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoFeatures(ModelOutput):
+    """The video encoder's output for a batch of clips: compute once, answer many questions.
+
+    tokens: (B, t, h, w, Cv) output token grid of the video encoder.
+    """
+
+    tokens: torch.FloatTensor | None = None
+
+
+@dataclass
+class FusionOutput(ModelOutput):
+    """last_hidden_state: (B, t*h*w + L, D); pooled: (B, D), the state at the text's [CLS];
+    cls_attention: (B, t*h*w), last-layer attention of [CLS] over the video tokens, averaged over heads."""
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooled: torch.FloatTensor | None = None
+    cls_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class CloverModelOutput(ModelOutput):
+    """Normalised embeddings (B, E) for retrieval, and the fused [CLS] state (B, D)."""
+
+    video_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    fused_pooled: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+
+
+@dataclass
+class VideoQAOutput(ModelOutput):
+    """loss: present only when labels are given.
+    logits: open (B, num_answers); mc (B, K), masked candidates at the dtype's minimum; count (B,), the
+    predicted count before rounding.
+    cls_attention: (B, t*h*w) when asked for, from the fusion encoder's last layer."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cls_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class PretrainingOutput(ModelOutput):
+    """loss: the sum of the named terms in `losses` (each a scalar tensor)."""
+
+    loss: torch.FloatTensor | None = None
+    losses: dict[str, torch.Tensor] | None = None
+    video_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fusion encoder
+# ---------------------------------------------------------------------------------------------------
+
+
+class FusionEmbeddings(nn.Module):
+    """Video tokens projected to the text width plus spatial, temporal and modality embeddings, then
+    LayerNorm; text states plus the other modality embedding."""
+
+    def __init__(self, video_width: int, hidden_size: int, grid: tuple[int, int, int], eps: float, dropout: float):
+        super().__init__()
+        frames, height, width = grid
+        self.video_proj = nn.Linear(video_width, hidden_size)
+        self.spatial_position_embeddings = nn.Embedding(height * width, hidden_size)
+        self.temporal_position_embeddings = nn.Embedding(frames, hidden_size)
+        self.modality_type_embeddings = nn.Embedding(2, hidden_size)  # 0 video, 1 text
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, video_tokens: torch.Tensor, text_states: torch.Tensor) -> torch.Tensor:
+        """video_tokens (B, t, h, w, Cv), text_states (B, L, D) -> (B, t*h*w + L, D)."""
+        batch, frames, height, width, _ = video_tokens.shape
+        if frames * height * width > 0 and (
+            frames > self.temporal_position_embeddings.num_embeddings
+            or height * width != self.spatial_position_embeddings.num_embeddings
+        ):
+            raise ValueError(
+                f"video grid {frames}x{height}x{width} does not fit the fusion embeddings "
+                f"({self.temporal_position_embeddings.num_embeddings} x {self.spatial_position_embeddings.num_embeddings} cells)"
+            )
+        video = self.video_proj(video_tokens)  # (B, t, h, w, D)
+        spatial = self.spatial_position_embeddings.weight.view(1, 1, height, width, -1)  # (1, 1, h, w, D)
+        temporal = self.temporal_position_embeddings.weight[:frames].view(1, frames, 1, 1, -1)  # (1, t, 1, 1, D)
+        video = video + spatial + temporal + self.modality_type_embeddings.weight[0]
+        video = self.LayerNorm(video.flatten(1, 3))  # (B, t*h*w, D)
+        text = text_states + self.modality_type_embeddings.weight[1]  # (B, L, D)
+        return self.dropout(torch.cat([video, text], dim=1))  # (B, t*h*w + L, D)
+
+
+class FusionSelfAttention(nn.Module):
+    """BERT's self-attention (same parameter names, so BERT layers load into it) through SDPA."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, -1).transpose(1, 2)  # (B, heads, N, head_dim)
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """hidden (B, N, D); key_mask bool (B, 1, 1, N), True where a token may be attended to."""
+        query, key, value = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, dropout_p=dropout)  # (B, heads, N, hd)
+        return out.transpose(1, 2).flatten(2)  # (B, N, D)
+
+    def attention_from(self, hidden: torch.Tensor, key_mask: torch.Tensor, position: int) -> torch.Tensor:
+        """Attention weights (B, heads, N) of the token at `position` over all tokens (for relevance maps)."""
+        query = self._heads(self.query(hidden[:, position : position + 1]))  # (B, heads, 1, hd)
+        key = self._heads(self.key(hidden))  # (B, heads, N, hd)
+        scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])  # (B, heads, 1, N)
+        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+        return scores.softmax(dim=-1).squeeze(2)
+
+
+class FusionDenseOutput(nn.Module):
+    """dense -> dropout -> residual -> LayerNorm, as BERT's `*Output` modules."""
+
+    def __init__(self, in_size: int, hidden_size: int, eps: float, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(in_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class FusionAttention(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, eps: float, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.self = FusionSelfAttention(hidden_size, num_heads, attention_dropout)
+        self.output = FusionDenseOutput(hidden_size, hidden_size, eps, dropout)
+
+
+class FusionIntermediate(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, intermediate_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(hidden))
+
+
+class FusionLayer(nn.Module):
+    """A post-norm BERT layer whose state dict is a `BertLayer`'s, so BERT's first layers load into it."""
+
+    def __init__(self, text_config):
+        super().__init__()
+        size, eps = text_config.hidden_size, text_config.layer_norm_eps
+        self.attention = FusionAttention(
+            size, text_config.num_attention_heads, eps, text_config.hidden_dropout_prob, text_config.attention_probs_dropout_prob
+        )
+        self.intermediate = FusionIntermediate(size, text_config.intermediate_size)
+        self.output = FusionDenseOutput(text_config.intermediate_size, size, eps, text_config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """hidden (B, N, D) -> (B, N, D)."""
+        attended = self.attention.output(self.attention.self(hidden, key_mask), hidden)
+        return self.output(self.intermediate(attended), attended)
+
+
+class FusionEncoder(nn.Module):
+    """Full self-attention over [video tokens; text states] through `num_fusion_layers` BERT layers."""
+
+    def __init__(self, config: CloverConfig, grid: tuple[int, int, int]):
+        super().__init__()
+        text = config.text_config
+        self.embeddings = FusionEmbeddings(config.video_width, text.hidden_size, grid, text.layer_norm_eps, text.hidden_dropout_prob)
+        self.layer = nn.ModuleList(FusionLayer(text) for _ in range(config.num_fusion_layers))
+
+    def forward(
+        self,
+        video_tokens: torch.Tensor,
+        text_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_cls_attention: bool = False,
+    ) -> FusionOutput:
+        """video_tokens (B, t, h, w, Cv); text_states (B, L, D); attention_mask (B, L), 1 for real tokens."""
+        num_video = video_tokens.shape[1] * video_tokens.shape[2] * video_tokens.shape[3]
+        hidden = self.embeddings(video_tokens, text_states)  # (B, N, D), N = t*h*w + L
+        video_keep = attention_mask.new_ones(attention_mask.shape[0], num_video)
+        key_mask = torch.cat([video_keep, attention_mask], dim=1).bool()[:, None, None, :]  # (B, 1, 1, N)
+        cls_attention = None
+        for index, layer in enumerate(self.layer):
+            if output_cls_attention and index == len(self.layer) - 1:
+                weights = layer.attention.self.attention_from(hidden, key_mask, position=num_video)  # (B, heads, N)
+                cls_attention = weights.mean(1)[:, :num_video]  # (B, t*h*w)
+            hidden = layer(hidden, key_mask)
+        return FusionOutput(last_hidden_state=hidden, pooled=hidden[:, num_video], cls_attention=cls_attention)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video encoders
+# ---------------------------------------------------------------------------------------------------
+
+
+class HFVideoEncoder(nn.Module):
+    """A transformers video backbone (VideoMAE, TimeSformer, ...) whose token sequence is reshaped to the
+    (B, t, h, w, C) grid the fusion encoder expects. Built from the backbone's config dict stored in
+    the Clover config, so a saved Clover directory needs no network."""
+
+    def __init__(self, backbone_config: dict[str, Any]):
+        super().__init__()
+        settings = dict(backbone_config)
+        self.backbone = AutoModel.from_config(AutoConfig.for_model(settings.pop("model_type"), **settings))
+        side = backbone_config["image_size"] // backbone_config["patch_size"]
+        self.grid = (backbone_config["num_frames"] // backbone_config.get("tubelet_size", 1), side, side)
+
+    def forward(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pixel_values (B, T, 3, H, W) -> (B, t, h, w, C)."""
+        if video_mask is not None:
+            raise ValueError("video_mask needs the built-in Video Swin encoder (video_backbone=None)")
+        states = self.backbone(pixel_values=pixel_values).last_hidden_state  # (B, [1 +] t*h*w, C)
+        cells = self.grid[0] * self.grid[1] * self.grid[2]
+        states = states[:, -cells:]  # drop a leading [CLS] where the backbone has one
+        return states.reshape(states.shape[0], *self.grid, states.shape[-1])
+
+
+def build_video_encoder(config: CloverConfig) -> nn.Module:
+    if config.video_backbone_config is not None:
+        return HFVideoEncoder(config.video_backbone_config)
+    return SwinTransformer3D(
+        patch_size=config.patch_size,
+        embed_dim=config.video_embed_dim,
+        depths=config.video_depths,
+        num_heads=config.video_num_heads,
+        window_size=config.window_size,
+        mlp_ratio=config.video_mlp_ratio,
+        drop_path_rate=config.video_drop_path_rate,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Heads
+# ---------------------------------------------------------------------------------------------------
+
+
+def video_projection(video_width: int, embed_dim: int) -> nn.Sequential:
+    """Mean-pooled video tokens -> embedding: Cv -> 1.5 Cv -> LN -> GELU -> E -> LN (1024-1536-768)."""
+    hidden = video_width * 3 // 2
+    return nn.Sequential(
+        nn.Linear(video_width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, embed_dim), nn.LayerNorm(embed_dim)
+    )
+
+
+def text_projection(hidden_size: int, embed_dim: int) -> nn.Sequential:
+    """A [CLS] state -> embedding: D -> D -> GELU -> E (768-768-768)."""
+    return nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, embed_dim))
+
+
+class AnswerHead(nn.Module):
+    """dropout -> Linear -> LayerNorm -> GELU -> Linear, the method's answer heads."""
+
+    def __init__(self, in_size: int, hidden_size: int, out_size: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(in_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.out = nn.Linear(hidden_size, out_size)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(F.gelu(self.norm(self.dense(self.dropout(pooled)))))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Base model
+# ---------------------------------------------------------------------------------------------------
+
+
+class CloverPreTrainedModel(PreTrainedModel):
+    config_class = CloverConfig
+    config: CloverConfig
+    base_model_prefix = "clover"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _no_split_modules = ["SwinTransformerBlock3D", "FusionLayer", "BertLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.text_config.initializer_range
+        if isinstance(module, WindowAttention3D):
+            init.trunc_normal_(module.relative_position_bias_table, std=std)
+        elif isinstance(module, SwinTransformer3D):
+            init.normal_(module.mask_token, std=std)
+
+
+class _BackboneLoading:
+    """`from_backbones`: a new Clover model whose encoders start from pretrained backbones."""
+
+    @classmethod
+    def from_backbones(
+        cls,
+        config: CloverConfig | None = None,
+        *,
+        text_backbone: str | os.PathLike | None = None,
+        video_swin_checkpoint: str | os.PathLike | dict | None = None,
+        video_backbone: str | os.PathLike | None = None,
+        **config_overrides: Any,
+    ):
+        """Build a model whose text encoder (and fusion layers, and MLM head where the model has one)
+        start from a pretrained BERT (`bert-base-uncased` in the paper: a hub name or a local
+        directory), and whose video encoder starts from an official Video Swin checkpoint
+        (`video_swin_checkpoint`, a `.pth` path) or is a transformers video backbone (`video_backbone`).
+
+        The fusion layers are initialised from the BERT's first `num_fusion_layers` layers.
+        """
+        config = config or CloverConfig(**config_overrides)
+        if text_backbone is not None:
+            config.text_config = AutoConfig.from_pretrained(text_backbone)
+            config.text_backbone = str(text_backbone)
+        if video_backbone is not None:
+            backbone_config = AutoConfig.from_pretrained(video_backbone)
+            config.video_backbone = str(video_backbone)
+            config.video_backbone_config = backbone_config.to_dict()
+            config.num_frames = backbone_config.num_frames
+            config.image_size = backbone_config.image_size
+            if getattr(backbone_config, "image_mean", None):
+                config.image_mean, config.image_std = list(backbone_config.image_mean), list(backbone_config.image_std)
+        model = cls(config)
+        clover = model.clover if hasattr(model, "clover") else model
+        if text_backbone is not None:
+            model._load_text_backbone(text_backbone)
+        if video_backbone is not None:
+            clover.video_encoder.backbone.load_state_dict(AutoModel.from_pretrained(video_backbone).state_dict())
+        if video_swin_checkpoint is not None:
+            model.video_checkpoint_report = load_video_swin_checkpoint(clover.video_encoder, video_swin_checkpoint)
+        return model
+
+    def _load_text_backbone(self, text_backbone: str | os.PathLike) -> None:
+        clover = self.clover if hasattr(self, "clover") else self
+        bert = AutoModel.from_pretrained(text_backbone)
+        missing, unexpected = clover.text_encoder.load_state_dict(bert.state_dict(), strict=False)
+        missing = [key for key in missing if "position_ids" not in key]
+        unexpected = [key for key in unexpected if not key.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(f"{text_backbone} is not a BERT the text encoder can load: missing {missing}, unexpected {unexpected}")
+        bert_layers = clover.text_encoder.encoder.layer
+        if len(bert_layers) < len(clover.fusion.layer):
+            raise ValueError(f"{text_backbone} has {len(bert_layers)} layers, fewer than the {len(clover.fusion.layer)} fusion layers")
+        for fusion_layer, bert_layer in zip(clover.fusion.layer, bert_layers):
+            fusion_layer.load_state_dict(bert_layer.state_dict())
+
+
+def load_video_backbone_checkpoint(model: CloverPreTrainedModel, checkpoint) -> CheckpointReport:
+    """Load an official Video Swin checkpoint into any Clover model's video encoder."""
+    clover = model.clover if hasattr(model, "clover") else model
+    return load_video_swin_checkpoint(clover.video_encoder, checkpoint)
+
+
+
+class CloverModel(_BackboneLoading, CloverPreTrainedModel):
+    """The backbone: video, text and fusion encoders with the alignment heads of the method.
+
+    Retrieval: `get_video_features` / `get_text_features` give normalised embeddings whose dot product
+    ranks clips for a text. Question answering builds on `encode_video`, `encode_text` and `fuse`.
+    """
+
+    def __init__(self, config: CloverConfig):
+        super().__init__(config)
+        text = config.text_config
+        text._attn_implementation = text._attn_implementation or "sdpa"
+        self.video_encoder = build_video_encoder(config)
+        self.text_encoder = BertModel(text, add_pooling_layer=False)
+        self.fusion = FusionEncoder(config, config.video_grid)
+        self.video_proj = video_projection(config.video_width, config.embed_dim)
+        self.text_proj = text_projection(text.hidden_size, config.embed_dim)
+        self.fused_video_proj = text_projection(text.hidden_size, config.embed_dim)  # f^V = E_f(V^m, T)
+        self.fused_text_proj = text_projection(text.hidden_size, config.embed_dim)  # f^T = E_f(V, T^m)
+        self.post_init()
+
+    # -- encoders ---------------------------------------------------------------------------------
+    def encode_video(self, pixel_values: torch.Tensor, video_mask: torch.Tensor | None = None) -> VideoFeatures:
+        """pixel_values (B, T, 3, H, W) -> VideoFeatures(tokens (B, t, h, w, Cv)).
+
+        The result does not depend on any question: compute it once per clip and pass it as
+        `video_features=` to `CloverForVideoQA` for every question about that clip.
+        `video_mask` (bool (B, h*w)) replaces those spatial cells by the mask token in every frame.
+        """
+        expected = (self.config.num_frames, 3, self.config.image_size, self.config.image_size)
+        if pixel_values.ndim != 5 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(f"pixel_values must have shape (batch, {', '.join(map(str, expected))}), got {tuple(pixel_values.shape)}")
+        return VideoFeatures(tokens=self.video_encoder(pixel_values, video_mask))
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B, L) -> text states (B, L, D)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def fuse(
+        self,
+        video_tokens: torch.Tensor,
+        text_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_cls_attention: bool = False,
+    ) -> FusionOutput:
+        """Fusion of (B, t, h, w, Cv) video tokens with (B, L, D) text states; a video batch of 1 is
+        broadcast over the text batch (one clip, many questions)."""
+        if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:
+            video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
+        if video_tokens.shape[0] != text_states.shape[0]:
+            raise ValueError(f"{video_tokens.shape[0]} clips for {text_states.shape[0]} texts")
+        return self.fusion(video_tokens, text_states, attention_mask, output_cls_attention)
+
+    # -- embeddings -------------------------------------------------------------------------------
+    def video_embedding(self, video_tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(B, t, h, w, Cv) -> (B, E): the MLP on mean-pooled tokens."""
+        embeds = self.video_proj(video_tokens.flatten(1, 3).mean(1))
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def text_embedding(self, text_states: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(B, L, D) -> (B, E): the MLP on the [CLS] state."""
+        embeds = self.text_proj(text_states[:, 0])
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def get_video_features(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Retrieval embeddings (B, E) of clips."""
+        return self.video_embedding(self.encode_video(pixel_values).tokens, normalize)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True):
+        """Retrieval embeddings (B, E) of texts."""
+        return self.text_embedding(self.encode_text(input_ids, attention_mask), normalize)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> CloverModelOutput:
+        """Embeddings of both modalities, their similarity (texts x clips) and the fused [CLS] state."""
+        video_tokens = self.encode_video(pixel_values).tokens
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        text_states = self.encode_text(input_ids, attention_mask)
+        video_embeds = self.video_embedding(video_tokens)
+        text_embeds = self.text_embedding(text_states)
+        fused = self.fuse(video_tokens, text_states, attention_mask)
+        return CloverModelOutput(
+            video_embeds=video_embeds,
+            text_embeds=text_embeds,
+            fused_pooled=fused.pooled,
+            logits_per_text=text_embeds @ video_embeds.T / self.config.temperature,  # (B_text, B_video)
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video question answering
+# ---------------------------------------------------------------------------------------------------
+
+
+class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
+    """Clover with answer heads on the fused [CLS]: open-ended (a class per answer of `config.id2label`),
+    multiple choice (a score per question-candidate pair, softmax over the candidates) and count
+    (scalar regression). `config.qa_heads` says which heads exist; `head=` picks one per call."""
+
+    def __init__(self, config: CloverConfig):
+        super().__init__(config)
+        self.clover = CloverModel(config)
+        hidden, dropout = config.text_config.hidden_size, config.head_dropout
+        heads = {}
+        if "open" in config.qa_heads:
+            heads["open"] = AnswerHead(hidden, config.open_head_hidden_size, config.num_labels, dropout)
+        if "mc" in config.qa_heads:
+            heads["mc"] = AnswerHead(hidden, config.mc_head_hidden_size, 1, dropout)
+        if "count" in config.qa_heads:
+            heads["count"] = AnswerHead(hidden, config.open_head_hidden_size, 1, dropout)
+        self.heads = nn.ModuleDict(heads)
+        self.post_init()
+
+    def encode_video(self, pixel_values: torch.Tensor) -> VideoFeatures:
+        """Encode clips once; pass the result as `video_features=` for each question about them."""
+        return self.clover.encode_video(pixel_values)
+
+    def _pick_head(self, head: str | None, input_ids: torch.Tensor) -> str:
+        if head is None:
+            head = "mc" if input_ids.ndim == 3 else self.config.qa_heads[0]
+        if head not in self.heads:
+            raise ValueError(f"this model has no {head!r} head; it has {list(self.heads)}")
+        if (head == "mc") != (input_ids.ndim == 3):
+            raise ValueError(f"the {head!r} head needs input_ids of shape {'(B, K, L)' if head == 'mc' else '(B, L)'}, got {tuple(input_ids.shape)}")
+        return head
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        head: str | None = None,
+        candidate_mask: torch.Tensor | None = None,
+        video_features: VideoFeatures | None = None,
+        output_cls_attention: bool = False,
+        **kwargs: Any,
+    ) -> VideoQAOutput:
+        """Answer questions about clips.
+
+        pixel_values (B, T, 3, H, W), or `video_features` from `encode_video` (a batch of 1 clip is
+        broadcast over B questions); input_ids / attention_mask (B, L), or (B, K, L) for multiple
+        choice with `candidate_mask` (B, K); labels: open (B,) class ids (-100 ignored), mc (B,)
+        candidate index, count (B,) numbers. The loss is computed only when labels are given.
+        """
+        if input_ids is None:
+            raise ValueError("input_ids are required")
+        head = self._pick_head(head, input_ids)
+        if video_features is None:
+            if pixel_values is None:
+                raise ValueError("pass pixel_values or video_features")
+            video_features = self.clover.encode_video(pixel_values)
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        video_tokens = video_features.tokens  # (B or 1, t, h, w, Cv)
+        batch = input_ids.shape[0]
+        if head == "mc":
+            num_candidates = input_ids.shape[1]
+            if video_tokens.shape[0] == 1:
+                video_tokens = video_tokens.expand(batch, *video_tokens.shape[1:])
+            video_tokens = video_tokens.repeat_interleave(num_candidates, dim=0)  # (B*K, t, h, w, Cv)
+            input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)  # (B*K, L)
+        text_states = self.clover.encode_text(input_ids, attention_mask)  # (B or B*K, L, D)
+        fused = self.clover.fuse(video_tokens, text_states, attention_mask, output_cls_attention)
+        logits = self.heads[head](fused.pooled)  # (B, num_answers) | (B*K, 1) | (B, 1)
+        cls_attention = fused.cls_attention
+        if head == "mc":
+            logits = logits.view(batch, num_candidates)  # (B, K)
+            if candidate_mask is not None:
+                logits = logits.masked_fill(~candidate_mask.bool(), torch.finfo(logits.dtype).min)
+            if cls_attention is not None:
+                cls_attention = cls_attention.view(batch, num_candidates, -1).mean(1)  # (B, t*h*w)
+        elif head == "count":
+            logits = logits.squeeze(-1)  # (B,)
+        loss = self._loss(head, logits, labels) if labels is not None else None
+        return VideoQAOutput(loss=loss, logits=logits, cls_attention=cls_attention)
+
+    @staticmethod
+    def _loss(head: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if head == "count":
+            return F.mse_loss(logits.float(), labels.float())
+        return F.cross_entropy(logits.float(), labels.long(), ignore_index=-100)
+
+    def top_answers(
+        self, logits: torch.Tensor, head: str, k: int = 5, candidates: list[list[str]] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Per example, the k best answers with their probabilities, best first.
+
+        open: answers from `config.id2label`; mc: the candidates' texts (`candidates[b]`); count: the
+        rounded prediction clamped to [count_min, count_max], with probability 1.
+        """
+        if head == "count":
+            values = logits.detach().float().round().clamp(self.config.count_min, self.config.count_max)
+            return [[(str(int(value)), 1.0)] for value in values.tolist()]
+        probs = logits.detach().float().softmax(dim=-1)  # (B, C)
+        top = probs.topk(min(k, probs.shape[-1]), dim=-1)
+        results = []
+        for row, (scores, indices) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            if head == "mc":
+                if candidates is None:
+                    raise ValueError("top_answers for multiple choice needs the candidates' texts")
+                names = [candidates[row][i] if i < len(candidates[row]) else None for i in indices]
+            else:
+                names = [self.config.id2label[i] for i in indices]
+            results.append([(name, score) for name, score in zip(names, scores) if name is not None])
+        return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pre-training
+# ---------------------------------------------------------------------------------------------------
+
+
+class CloverForPretraining(_BackboneLoading, CloverPreTrainedModel):
+    """Clover with the masked language modelling head; `forward` computes the pre-training losses of
+    the method (tri-modal alignment, pair-wise ranking, MLM) or the pair-wise baseline."""
+
+    _tied_weights_keys = {
+        "mlm_head.predictions.decoder.weight": "clover.text_encoder.embeddings.word_embeddings.weight",
+        "mlm_head.predictions.decoder.bias": "mlm_head.predictions.bias",
+    }
+
+    def __init__(self, config: CloverConfig):
+        super().__init__(config)
+        self.clover = CloverModel(config)
+        self.mlm_head = BertOnlyMLMHead(config.text_config)
+        self.build_losses()
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.mlm_head.predictions.decoder
+
+    def _load_text_backbone(self, text_backbone: str | os.PathLike) -> None:
+        """Also start the MLM head from BERT's prediction head, when the checkpoint has one."""
+        _BackboneLoading._load_text_backbone(self, text_backbone)
+        from transformers import BertForMaskedLM
+
+        try:
+            bert = BertForMaskedLM.from_pretrained(text_backbone)
+        except (OSError, ValueError):
+            return
+        self.mlm_head.load_state_dict(bert.cls.state_dict(), strict=False)
+
+    def build_losses(self) -> None:
+        """The loss modules of the method, from the config (called once, at construction)."""
+        from .losses import MaskedLanguageModelingLoss, PairwiseInfoNCELoss, PairwiseRankingLoss, TriModalAlignmentLoss
+
+        config = self.config
+        self.alignment_loss = TriModalAlignmentLoss(temperature=config.temperature)
+        self.ranking_loss = PairwiseRankingLoss(margin=config.ranking_margin, temperature=config.temperature)
+        self.pairwise_loss = PairwiseInfoNCELoss(temperature=config.temperature)
+        self.mlm_loss = MaskedLanguageModelingLoss(focal_gamma=config.mlm_focal_gamma)
+
+    def make_masks(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer: Any, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Semantic text masking and block video masking: (masked_input_ids, mlm_labels, video_mask)."""
+        from .masking import mask_text, mask_video_cells
+
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+        masked_ids, labels = mask_text(
+            input_ids.cpu(), attention_mask.cpu(), tokenizer, ratio=self.config.text_mask_ratio, generator=generator
+        )
+        _, height, width = self.config.video_grid
+        num_masked = max(1, round(self.config.video_mask_cells / 49 * height * width))
+        video_mask = mask_video_cells(input_ids.shape[0], (height, width), num_masked, generator=generator)
+        device = input_ids.device
+        return masked_ids.to(device), labels.to(device), video_mask.to(device)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        tokenizer: Any = None,
+        generator: torch.Generator | None = None,
+        masked_input_ids: torch.Tensor | None = None,
+        mlm_labels: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> PretrainingOutput:
+        """The pre-training losses for a batch of clips (B, T, 3, H, W) and captions (B, L).
+
+        Masking is done here, with `tokenizer` (to find whole semantic words) and the caller's
+        `generator` (for reproducible masks); or pass `masked_input_ids`, `mlm_labels` and `video_mask`
+        made beforehand. `config.pretrain_objective` picks the Clover objective or the pair-wise
+        baseline; `use_ranking_loss` and `use_masked_positives` switch parts off for ablations.
+        """
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if masked_input_ids is None or mlm_labels is None or video_mask is None:
+            if tokenizer is None:
+                raise ValueError("pass tokenizer= (to mask captions) or masked_input_ids, mlm_labels and video_mask")
+            masked_input_ids, mlm_labels, video_mask = self.make_masks(input_ids, attention_mask, tokenizer, generator)
+        out = self.forward_passes(pixel_values, input_ids, attention_mask, masked_input_ids, video_mask)
+        losses = self.mlm_loss(out["mlm_logits"], mlm_labels)
+        if self.config.pretrain_objective == "pairwise":
+            losses.update(self.pairwise_loss(out["v"], out["t"]))
+        else:
+            losses.update(self._clover_alignment(out))
+        return PretrainingOutput(loss=sum(losses.values()), losses=losses, video_embeds=out["v"], text_embeds=out["t"])
+
+    def _clover_alignment(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tri-modal alignment with video and with text as anchor, and the ranking terms."""
+        masked = self.config.use_masked_positives
+        video_positives = {"t": out["t"], **({"t_m": out["t_m"]} if masked else {}), "f_v": out["f_v"]}
+        text_positives = {"v": out["v"], **({"v_m": out["v_m"]} if masked else {}), "f_t": out["f_t"]}
+        losses = self.alignment_loss(out["v"], video_positives, prefix="align_v")
+        losses.update(self.alignment_loss(out["t"], text_positives, prefix="align_t"))
+        if self.config.use_ranking_loss:
+            losses.update(self.ranking_loss(out["v"], out["t"], out["v_m"], out["t_m"]))
+        return losses
+
+    def forward_passes(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        masked_input_ids: torch.Tensor,
+        video_mask: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Every embedding the losses need, from full and masked inputs (all (B, E), normalised):
+        v, t; v_m (masked video alone), t_m (masked caption alone); f_v = E_f(V^m, T), f_t = E_f(V, T^m);
+        and mlm_logits (B, L, vocab) from E_f(V, T^m)."""
+        clover = self.clover
+        video = clover.encode_video(pixel_values).tokens  # (B, t, h, w, Cv)
+        masked_video = clover.encode_video(pixel_values, video_mask).tokens
+        text = clover.encode_text(input_ids, attention_mask)  # (B, L, D)
+        masked_text = clover.encode_text(masked_input_ids, attention_mask)
+        fused_video = clover.fuse(masked_video, text, attention_mask)  # E_f(V^m, T)
+        fused_text = clover.fuse(video, masked_text, attention_mask)  # E_f(V, T^m)
+        num_video = video.shape[1] * video.shape[2] * video.shape[3]
+        return {
+            "v": clover.video_embedding(video),
+            "t": clover.text_embedding(text),
+            "v_m": clover.video_embedding(masked_video),
+            "t_m": clover.text_embedding(masked_text),
+            "f_v": F.normalize(clover.fused_video_proj(fused_video.pooled), dim=-1),
+            "f_t": F.normalize(clover.fused_text_proj(fused_text.pooled), dim=-1),
+            "mlm_logits": self.mlm_head(fused_text.last_hidden_state[:, num_video:]),  # (B, L, vocab)
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Auto classes
+# ---------------------------------------------------------------------------------------------------
+
+AutoConfig.register("clover", CloverConfig, exist_ok=True)
+AutoModel.register(CloverConfig, CloverModel, exist_ok=True)
+
+__all__ = [
+    "CloverModel",
+    "CloverForVideoQA",
+    "CloverForPretraining",
+    "CloverPreTrainedModel",
+    "VideoFeatures",
+    "VideoQAOutput",
+    "PretrainingOutput",
+    "load_video_backbone_checkpoint",
+]
