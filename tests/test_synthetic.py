@@ -1,0 +1,253 @@
+"""Tests of the synthetic benchmark: published file formats, ground truth, determinism, clips, rendering."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clover.data import synthetic
+from clover.data.synthetic import (
+    COLORS,
+    ActionStep,
+    Background,
+    Scene,
+    SceneObject,
+    benchmark_words,
+    generate_benchmark,
+    object_state,
+    render_clip,
+)
+
+SIZE, FRAMES = 48, 16
+TGIF_HEADERS = {
+    "action": ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"],
+    "transition": ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"],
+    "frameqa": ["gif_name", "question", "answer", "type", "vid_id", "key", "description"],
+    "count": ["gif_name", "question", "answer", "vid_id", "key"],
+}
+
+
+def _generate(out: Path) -> dict:
+    return generate_benchmark(
+        out, seed=3, train_clips=6, val_clips=2, test_clips=2, size=SIZE, num_frames=FRAMES, fps=8, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    _generate(out)
+    return out
+
+
+def _read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        header = next(reader)
+        return header, [dict(zip(header, row, strict=True)) for row in reader]
+
+
+def _scenes(bench: Path) -> dict[str, dict]:
+    return json.loads((bench / "scenes.json").read_text())
+
+
+def _find_object(scene: dict, question: str) -> dict:
+    """The object a question names ("the big red circle", "the circle", "the red object")."""
+    ref = question.split(" the ", 1)[1]
+    matches = [
+        obj for obj in scene["objects"]
+        if ref.startswith((f"{obj['color']} {obj['shape']} ", f"{obj['shape']} ", f"{obj['color']} object ",
+                           f"{obj['size']} {obj['color']} {obj['shape']} "))
+    ]
+    assert len(matches) == 1, (question, matches)
+    return matches[0]
+
+
+def _splits(bench: Path) -> dict[str, list[str]]:
+    return json.loads((bench / "tgif" / "splits.json").read_text())
+
+
+def test_tgif_files_have_the_published_headers_and_tab_separators(bench: Path) -> None:
+    splits = _splits(bench)
+    for prefix, clips in (("Train", splits["train"] + splits["val"]), ("Test", splits["test"])):
+        for task, columns in TGIF_HEADERS.items():
+            path = bench / "tgif" / f"{prefix}_{task}_question.csv"
+            assert path.read_text().splitlines()[0] == "\t".join(columns)
+            header, rows = _read_tsv(path)
+            assert rows, path
+            assert {row["gif_name"] for row in rows} <= set(clips)
+            assert all(row["vid_id"].startswith(task.upper()) and row["key"].isdigit() for row in rows)
+            assert all((bench / "tgif" / "gifs" / f"{row['gif_name']}.gif").is_file() for row in rows)
+
+
+def test_splits_are_disjoint_and_complete(bench: Path) -> None:
+    splits = _splits(bench)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    names = [name for s in ("train", "val", "test") for name in splits[s]]
+    assert len(names) == len(set(names))
+    assert set(names) == set(_scenes(bench))
+
+
+def test_multiple_choice_answers_are_right_for_the_ground_truth(bench: Path) -> None:
+    scenes = _scenes(bench)
+    for prefix in ("Train", "Test"):
+        _, rows = _read_tsv(bench / "tgif" / f"{prefix}_action_question.csv")
+        for row in rows:
+            candidates = [row[f"a{i}"] for i in range(1, 6)]
+            assert len(set(candidates)) == 5 and 0 <= int(row["answer"]) <= 4
+            obj = _find_object(scenes[row["gif_name"]], row["question"])
+            times = row["question"].split(" do ")[1].removesuffix(" ?")
+            reps = 1 if times == "once" else int(times.split()[0])
+            done = {step["action"] for step in obj["steps"] if step["reps"] == reps and step["action"] != "stay still"}
+            assert [c for c in candidates if c in done] == [candidates[int(row["answer"])]]
+
+        _, rows = _read_tsv(bench / "tgif" / f"{prefix}_transition_question.csv")
+        for row in rows:
+            candidates = [row[f"a{i}"] for i in range(1, 6)]
+            assert len(set(candidates)) == 5 and 0 <= int(row["answer"]) <= 4
+            obj = _find_object(scenes[row["gif_name"]], row["question"])
+            order = [step["action"] for step in obj["steps"]]
+            word, anchor = row["question"].removesuffix(" ?").split(" do ")[1].split(" ", 1)
+            position = order.index(anchor) + (1 if word == "after" else -1)
+            assert candidates[int(row["answer"])] == order[position]
+            assert anchor not in candidates
+
+
+def test_count_answers_match_the_repetitions(bench: Path) -> None:
+    scenes = _scenes(bench)
+    for prefix in ("Train", "Test"):
+        _, rows = _read_tsv(bench / "tgif" / f"{prefix}_count_question.csv")
+        for row in rows:
+            obj = _find_object(scenes[row["gif_name"]], row["question"])
+            action = row["question"].removesuffix(" ?").split()[-1]
+            expected = sum(step["reps"] for step in obj["steps"] if step["action"] == action)
+            assert int(row["answer"]) == expected
+
+
+def test_frameqa_types_and_one_word_answers(bench: Path) -> None:
+    _, rows = _read_tsv(bench / "tgif" / "Train_frameqa_question.csv")
+    assert {int(row["type"]) for row in rows} <= {0, 1, 2, 3}
+    assert all(len(row["answer"].split()) == 1 and row["description"].endswith(" .") for row in rows)
+
+
+def test_msvd_json_schema_and_shuffled_mapping(bench: Path) -> None:
+    mapping = {}
+    for line in (bench / "msvd" / "youtube_mapping.txt").read_text().splitlines():
+        clip, vid = line.split(" ")
+        mapping[int(vid.removeprefix("vid"))] = clip
+    assert len(mapping) == 10
+    ids = []
+    for split in ("train", "val", "test"):
+        entries = json.loads((bench / "msvd" / f"{split}_qa.json").read_text())
+        assert entries
+        for entry in entries:
+            assert sorted(entry) == ["answer", "id", "question", "video_id"]
+            assert len(entry["answer"].split()) == 1
+            assert entry["question"].split()[0] in {"what", "which", "how", "where"}
+            assert (bench / "msvd" / "YouTubeClips" / f"{mapping[entry['video_id']]}.avi").is_file()
+            ids.append(entry["id"])
+    assert len(ids) == len(set(ids))
+
+
+def test_webvid_csv_columns_and_clips(bench: Path) -> None:
+    splits = _splits(bench)
+    for file_name, count in (("results.csv", len(splits["train"])), ("results_val.csv", len(splits["val"]))):
+        with (bench / "webvid" / file_name).open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+        assert reader.fieldnames == ["videoid", "contentUrl", "duration", "page_dir", "name"]
+        assert len(rows) == count
+        for row in rows:
+            assert row["name"].startswith("a ")
+            assert (bench / "webvid" / "videos" / row["page_dir"] / f"{row['videoid']}.mp4").is_file()
+
+
+def test_corpus_words_are_in_the_vocabulary(bench: Path) -> None:
+    words = set(benchmark_words())
+    corpus = (bench / "corpus.txt").read_text().lower().split()
+    assert set(corpus) <= words
+    metadata = json.loads((bench / "metadata.json").read_text())
+    assert set(metadata["vocabulary"]) <= words and metadata["clips"] == {"train": 6, "val": 2, "test": 2}
+
+
+def test_same_seed_gives_identical_annotations(bench: Path, tmp_path: Path) -> None:
+    generate_benchmark(tmp_path, seed=3, train_clips=6, val_clips=2, test_clips=2, size=SIZE, num_frames=FRAMES, fps=8,
+                       progress=False)
+    annotation_files = [p.relative_to(bench) for p in bench.rglob("*") if p.suffix in (".csv", ".json", ".txt")]
+    assert len(annotation_files) >= 17
+    for relative in annotation_files:
+        assert (tmp_path / relative).read_bytes() == (bench / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("folder, pattern", [("tgif/gifs", "*.gif"), ("msvd/YouTubeClips", "*.avi"), ("webvid/videos", "*/*.mp4")])
+def test_clips_decode_to_the_expected_frames(bench: Path, folder: str, pattern: str) -> None:
+    paths = sorted((bench / folder).glob(pattern))
+    assert len(paths) == (8 if pattern.endswith("mp4") else 10)
+    for path in paths[:3]:
+        with av.open(str(path)) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        assert len(frames) == FRAMES, path
+        assert frames[0].shape == (SIZE, SIZE, 3)
+
+
+def _one_object_scene(color: str, steps: list[ActionStep]) -> Scene:
+    obj = SceneObject(shape="square", color=color, size="big", x=0.5, y=0.5, angle=0.0, spin=1, step=0.1, steps=steps)
+    return Scene("t", 0, "train", 1, Background((60, 60, 60), 0.2, 30.0, 10.0, False), [obj], False)
+
+
+def test_object_centre_has_its_colour_and_blink_hides_it(tmp_path: Path) -> None:
+    scene = _one_object_scene("red", [ActionStep("blink", 2, 0, 4), ActionStep("stay still", 1, 4, 4)])
+    frames = render_clip(scene, 64, 16)  # 2 frames per segment; segments 0 and 2 are "off"
+    centre = (32, 32)
+    assert tuple(frames[2][centre]) == COLORS["red"]  # segment 1: on
+    for off_frame in (0, 1, 4, 5):
+        assert np.abs(frames[off_frame][centre].astype(int) - np.array(COLORS["red"])).max() > 100
+    path = synthetic.write_video(tmp_path / "clip.gif", frames, 8)
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert np.abs(decoded[2][centre].astype(int) - np.array(COLORS["red"])).max() <= 8
+
+
+def test_first_frame_colour_at_each_generated_object_centre(bench: Path) -> None:
+    scenes = _scenes(bench)
+    for name in list(scenes)[:4]:
+        scene = synthetic.sample_scenes(3, {"train": 10, "val": 0, "test": 0})["train"][int(name[3:])]
+        frames = render_clip(scene, SIZE, FRAMES)
+        for obj in scene.objects:
+            state = object_state(obj, synthetic.frame_time(0, FRAMES))
+            if not state.visible or (scene.occlusion and obj is not scene.objects[-1]):
+                continue  # hidden by a blink, or possibly by an object drawn over it
+            y, x = int(state.y * SIZE), int(state.x * SIZE)
+            assert tuple(frames[0][y, x]) == COLORS[obj.color], (name, obj.color)
+
+
+def test_moves_and_jumps_follow_the_timeline() -> None:
+    scene = _one_object_scene("blue", [ActionStep("move left", 2, 0, 2), ActionStep("jump", 1, 2, 2), ActionStep("stay still", 1, 4, 4)])
+    obj = scene.objects[0]
+    assert object_state(obj, 2.0).x == pytest.approx(0.5 - 0.2)
+    assert object_state(obj, 2.5).y == pytest.approx(0.5 - synthetic.JUMP_HEIGHT)
+    assert object_state(obj, 3.5).y == pytest.approx(0.5)
+
+
+def test_timelines_fill_the_clip_with_whole_segments() -> None:
+    rng = random.Random(0)
+    for index in range(200):
+        scene = synthetic.sample_scene(rng, "x", index, "train")
+        colors = [obj.color for obj in scene.objects]
+        shapes = [obj.shape for obj in scene.objects]
+        assert len(set(colors)) == len(colors) and len(set(shapes)) == len(shapes)
+        for obj in scene.objects:
+            ends = [step.start + step.length for step in obj.steps]
+            assert [step.start for step in obj.steps] == [0, *ends[:-1]] and ends[-1] == synthetic.NUM_SEGMENTS
+            assert all(1 <= step.reps <= 4 for step in obj.steps)
+
+
+def test_frames_must_be_a_multiple_of_the_segments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="multiple of 8"):
+        generate_benchmark(tmp_path, seed=0, train_clips=1, val_clips=0, test_clips=0, size=32, num_frames=12, fps=8, progress=False)
