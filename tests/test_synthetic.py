@@ -251,3 +251,14 @@ def test_timelines_fill_the_clip_with_whole_segments() -> None:
 def test_frames_must_be_a_multiple_of_the_segments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
         generate_benchmark(tmp_path, seed=0, train_clips=1, val_clips=0, test_clips=0, size=32, num_frames=12, fps=8, progress=False)
+
+
+def test_the_project_loaders_read_the_benchmark(bench: Path) -> None:
+    from clover.data.annotations import load_annotations, load_caption_pairs
+
+    splits = _splits(bench)
+    val = load_annotations("tgif-count", bench / "tgif", "val")
+    assert {record["video"].removesuffix(".gif") for record in val} == set(splits["val"])
+    assert load_annotations("tgif-action", bench / "tgif", "test")[0]["candidates"]
+    assert load_annotations("msvd-qa", bench / "msvd", "test")
+    assert len(load_caption_pairs(bench / "webvid" / "results.csv", bench / "webvid" / "videos")) == 6
