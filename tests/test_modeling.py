@@ -1,0 +1,335 @@
+"""The model library on clover-tiny: every head forward and backward, masking, save/load, Auto classes,
+loading BERT and Video Swin weights, multiple choice with 2-10 candidates, encode-once answering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
+
+from clover.configuration_clover import CloverConfig
+from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel
+from clover.video_swin import SwinTransformer3D, load_video_swin_checkpoint
+
+ANSWERS = {0: "circle", 1: "square", 2: "star", 3: "red", 4: "blue"}
+
+
+def tiny_config(**overrides) -> CloverConfig:
+    settings = {"qa_heads": ["open", "mc", "count"], "id2label": ANSWERS}
+    return CloverConfig.from_preset("clover-tiny", **{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def qa_model() -> CloverForVideoQA:
+    torch.manual_seed(0)
+    return CloverForVideoQA(tiny_config()).eval()
+
+
+def random_inputs(batch: int = 2, length: int = 12, candidates: int | None = None, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    pixel_values = torch.randn(batch, 8, 3, 112, 112, generator=generator)
+    shape = (batch, length) if candidates is None else (batch, candidates, length)
+    input_ids = torch.randint(5, 400, shape, generator=generator)
+    input_ids[..., 0] = 2  # [CLS]
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[..., length - 3 :] = 0  # some padding
+    return pixel_values, input_ids, attention_mask
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def test_presets_have_the_papers_grid():
+    base, tiny = CloverConfig.from_preset("clover-base"), CloverConfig.from_preset("clover-tiny")
+    assert base.video_depths == [2, 2, 18, 2] and base.patch_size == [2, 4, 4] and base.window_size == [8, 7, 7]
+    assert base.video_embed_dim == 128 and base.video_width == 1024 and base.text_config.hidden_size == 768
+    assert base.num_fusion_layers == 3 and base.num_frames == 8 and base.image_size == 224
+    assert base.video_grid == tiny.video_grid == (4, 7, 7)
+
+
+def test_config_rejects_unknown_keys_with_a_hint():
+    with pytest.raises(TypeError, match="'num_frame' \\(did you mean 'num_frames'\\?\\)"):
+        CloverConfig.from_preset("clover-tiny", num_frame=4)
+    with pytest.raises(ValueError, match="unknown preset"):
+        CloverConfig.from_preset("clover-huge")
+    with pytest.raises(ValueError, match="unknown qa_heads"):
+        CloverConfig.from_preset("clover-tiny", qa_heads=["yesno"])
+
+
+def test_config_round_trip(tmp_path):
+    config = tiny_config(text_config={"num_hidden_layers": 3})
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, CloverConfig)
+    assert loaded.text_config.num_hidden_layers == 3 and loaded.id2label == ANSWERS
+    assert loaded.video_depths == config.video_depths and loaded.qa_heads == ["open", "mc", "count"]
+
+
+# --- forward and backward for every head -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["open", "mc", "count"])
+def test_each_head_forward_backward(head):
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config())
+    pixel_values, input_ids, attention_mask = random_inputs(candidates=5 if head == "mc" else None)
+    labels = {"open": torch.tensor([1, 3]), "mc": torch.tensor([0, 4]), "count": torch.tensor([2.0, 0.0])}[head]
+    out = model(pixel_values, input_ids, attention_mask, labels=labels, head=head)
+    expected = {"open": (2, 5), "mc": (2, 5), "count": (2,)}[head]
+    assert out.logits.shape == expected
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.heads[head].parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert model.clover.video_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_loss_only_with_labels(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs()
+    out = qa_model(pixel_values, input_ids, attention_mask, head="open")
+    assert out.loss is None and out.logits.shape == (2, 5)
+
+
+def test_open_loss_matches_cross_entropy_and_ignores_out_of_vocabulary(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs()
+    out = qa_model(pixel_values, input_ids, attention_mask, head="open", labels=torch.tensor([2, -100]))
+    by_hand = -torch.log_softmax(out.logits[0], dim=-1)[2]
+    assert torch.allclose(out.loss, by_hand, atol=1e-6)
+
+
+def test_wrong_input_shapes_give_clear_errors(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs()
+    with pytest.raises(ValueError, match=r"pixel_values must have shape \(batch, 8, 3, 112, 112\)"):
+        qa_model(pixel_values[:, :4], input_ids, attention_mask, head="open")
+    with pytest.raises(ValueError, match="needs input_ids of shape \\(B, K, L\\)"):
+        qa_model(pixel_values, input_ids, attention_mask, head="mc")
+    open_only = CloverForVideoQA(tiny_config(qa_heads=["open"]))
+    with pytest.raises(ValueError, match="no 'count' head"):
+        open_only(pixel_values, input_ids, attention_mask, head="count")
+
+
+def test_masked_video_forward_changes_only_through_masked_cells():
+    torch.manual_seed(0)
+    model = CloverModel(tiny_config()).eval()
+    pixel_values, _, _ = random_inputs(batch=1)
+    mask = torch.zeros(1, 49, dtype=torch.bool)
+    with torch.no_grad():
+        plain = model.encode_video(pixel_values).tokens
+        unmasked = model.encode_video(pixel_values, mask).tokens
+        mask[0, :10] = True
+        masked = model.encode_video(pixel_values, mask).tokens
+    assert masked.shape == plain.shape == (1, 4, 7, 7, 128)
+    assert torch.equal(plain, unmasked)
+    assert not torch.allclose(plain, masked)
+    # The masked input is the mask token itself: changing the pixels under masked cells changes nothing.
+    changed = pixel_values.clone()
+    changed[..., :16, :16] = 5.0  # the top-left cell of the 7x7 grid (16x16 pixels at 112 px)
+    mask = torch.zeros(1, 49, dtype=torch.bool)
+    mask[0, 0] = True
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(changed, mask).tokens, model.encode_video(pixel_values, mask).tokens)
+    with pytest.raises(ValueError, match="video_mask must have shape \\(1, 49\\)"):
+        model.encode_video(pixel_values, torch.zeros(1, 50, dtype=torch.bool))
+
+
+# --- multiple choice, encode once --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_candidates", [2, 5, 10])
+def test_multiple_choice_candidate_counts(qa_model, num_candidates):
+    pixel_values, input_ids, attention_mask = random_inputs(candidates=num_candidates)
+    out = qa_model(pixel_values, input_ids, attention_mask, head="mc", labels=torch.tensor([0, num_candidates - 1]))
+    assert out.logits.shape == (2, num_candidates) and torch.isfinite(out.loss)
+    texts = [[f"c{i}" for i in range(num_candidates)]] * 2
+    ranked = qa_model.top_answers(out.logits, "mc", k=num_candidates, candidates=texts)
+    assert [len(r) for r in ranked] == [num_candidates] * 2
+    assert abs(sum(p for _, p in ranked[0]) - 1) < 1e-5
+
+
+def test_padded_candidates_are_never_chosen(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs(candidates=4)
+    candidate_mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    out = qa_model(pixel_values, input_ids, attention_mask, head="mc", candidate_mask=candidate_mask)
+    probs = out.logits.softmax(-1)
+    assert torch.all(probs[0, 2:] == 0) and torch.allclose(probs.sum(-1), torch.ones(2))
+    with torch.no_grad():  # the padded candidates' text does not matter
+        input_ids[0, 2:] = 7
+        again = qa_model(pixel_values, input_ids, attention_mask, head="mc", candidate_mask=candidate_mask)
+    assert torch.allclose(again.logits[0, :2], out.logits[0, :2], atol=1e-5)
+
+
+def test_encode_once_answers_like_full_forwards(qa_model):
+    pixel_values, _, _ = random_inputs(batch=1)
+    _, questions, masks = random_inputs(batch=3, seed=1)
+    with torch.no_grad():
+        features = qa_model.encode_video(pixel_values)
+        reused = qa_model(input_ids=questions, attention_mask=masks, video_features=features, head="open").logits
+        separate = torch.cat(
+            [qa_model(pixel_values, questions[i : i + 1], masks[i : i + 1], head="open").logits for i in range(3)]
+        )
+    assert torch.allclose(reused, separate, atol=1e-5)
+    def names(logits):
+        return [[name for name, _ in row] for row in qa_model.top_answers(logits, "open", k=3)]
+
+    assert names(reused) == names(separate)
+
+
+def test_top_answers_open_and_count(qa_model):
+    logits = torch.tensor([[0.0, 3.0, 1.0, -1.0, 0.5]])
+    ranked = qa_model.top_answers(logits, "open", k=3)[0]
+    assert [name for name, _ in ranked] == ["square", "star", "blue"]
+    assert ranked[0][1] == pytest.approx(torch.softmax(logits, -1)[0, 1].item())
+    assert qa_model.top_answers(torch.tensor([2.6, -1.0, 42.0]), "count") == [[("3", 1.0)], [("0", 1.0)], [("10", 1.0)]]
+
+
+def test_fusion_cls_attention_is_a_distribution_over_video_tokens(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs()
+    out = qa_model(pixel_values, input_ids, attention_mask, head="open", output_cls_attention=True)
+    assert out.cls_attention.shape == (2, 4 * 7 * 7)
+    assert torch.all(out.cls_attention >= 0) and torch.all(out.cls_attention.sum(-1) <= 1 + 1e-5)
+
+
+# --- save, load, Auto classes --------------------------------------------------------------------------
+
+
+def test_save_and_load_give_identical_outputs(qa_model, tmp_path):
+    qa_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")), "weights must be saved as safetensors, never pickled"
+    loaded = CloverForVideoQA.from_pretrained(tmp_path).eval()
+    pixel_values, input_ids, attention_mask = random_inputs()
+    with torch.no_grad():
+        for head, ids in (("open", input_ids), ("count", input_ids)):
+            assert torch.equal(qa_model(pixel_values, ids, attention_mask, head=head).logits, loaded(pixel_values, ids, attention_mask, head=head).logits)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(base, CloverModel)
+    with torch.no_grad():
+        assert torch.equal(base.get_video_features(pixel_values), qa_model.clover.get_video_features(pixel_values))
+
+
+def test_pretraining_checkpoint_starts_a_qa_model(tmp_path):
+    torch.manual_seed(0)
+    pretrained = CloverForPretraining(tiny_config())
+    assert pretrained.mlm_head.predictions.decoder.weight is pretrained.clover.text_encoder.embeddings.word_embeddings.weight
+    pretrained.save_pretrained(tmp_path)
+    qa = CloverForVideoQA.from_pretrained(tmp_path)
+    for name, tensor in pretrained.clover.state_dict().items():
+        assert torch.equal(tensor, qa.clover.state_dict()[name]), name
+
+
+def test_retrieval_embeddings_are_normalised(qa_model):
+    pixel_values, input_ids, attention_mask = random_inputs()
+    with torch.no_grad():
+        out = qa_model.clover(pixel_values, input_ids, attention_mask)
+    assert out.video_embeds.shape == out.text_embeds.shape == (2, 128)
+    assert torch.allclose(out.video_embeds.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert out.logits_per_text.shape == (2, 2)
+
+
+# --- pretrained backbones ------------------------------------------------------------------------------
+
+
+def test_text_encoder_and_fusion_load_from_a_local_bert(tmp_path):
+    torch.manual_seed(1)
+    bert_config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128)
+    bert = BertForMaskedLM(bert_config)
+    bert.save_pretrained(tmp_path / "bert")
+    model = CloverForPretraining.from_backbones(CloverConfig.from_preset("clover-tiny"), text_backbone=str(tmp_path / "bert"))
+    clover = model.clover
+    assert clover.config.text_config.hidden_size == 64 and clover.config.text_backbone == str(tmp_path / "bert")
+    for name, tensor in bert.bert.state_dict().items():
+        if "position_ids" not in name:
+            assert torch.equal(clover.text_encoder.state_dict()[name], tensor), name
+    for index, fusion_layer in enumerate(clover.fusion.layer):  # fusion = BERT's first layers
+        for name, tensor in bert.bert.encoder.layer[index].state_dict().items():
+            assert torch.equal(fusion_layer.state_dict()[name], tensor), f"fusion layer {index}: {name}"
+    assert torch.equal(model.mlm_head.predictions.transform.dense.weight, bert.cls.predictions.transform.dense.weight)
+    # And the fusion layer computes what the BERT layer computes.
+    hidden = torch.randn(2, 9, 64)
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    model.eval(), bert.eval()
+    with torch.no_grad():
+        ours = clover.fusion.layer[0](hidden, mask)
+        theirs = bert.bert.encoder.layer[0](hidden)
+        theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_transformers_video_backbone_from_a_local_directory(tmp_path):
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    backbone_config = VideoMAEConfig(
+        image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=48,
+        num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+    )
+    VideoMAEModel(backbone_config).save_pretrained(tmp_path / "videomae")
+    model = CloverForVideoQA.from_backbones(tiny_config(), video_backbone=str(tmp_path / "videomae"))
+    assert model.config.video_grid == (2, 4, 4) and model.config.video_width == 48
+    pixel_values = torch.randn(2, 4, 3, 32, 32)
+    _, input_ids, attention_mask = random_inputs()
+    out = model(pixel_values, input_ids, attention_mask, head="open", labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    model.save_pretrained(tmp_path / "clover")
+    loaded = CloverForVideoQA.from_pretrained(tmp_path / "clover").eval()
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(pixel_values, input_ids, attention_mask, head="open").logits,
+                              loaded(pixel_values, input_ids, attention_mask, head="open").logits, atol=1e-6)
+
+
+# --- the Video Swin checkpoint loader --------------------------------------------------------------------
+
+
+def official_style_state_dict(encoder: SwinTransformer3D) -> dict[str, torch.Tensor]:
+    """A state dict laid out like the original release's Kinetics checkpoints (mmaction)."""
+    state = {f"backbone.{k}": v.clone() + 1.0 for k, v in encoder.state_dict().items() if k != "mask_token"}
+    state["backbone.layers.0.blocks.0.attn.relative_position_index"] = torch.zeros(3, 3, dtype=torch.long)
+    state["cls_head.fc_cls.weight"] = torch.zeros(400, encoder.num_features)
+    return {"state_dict": state, "meta": {}}
+
+
+def swin():
+    return SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(8, 7, 7))
+
+
+def test_swin_checkpoint_with_original_key_names_loads(tmp_path):
+    encoder, source = swin(), swin()
+    path = tmp_path / "swin.pth"
+    torch.save(official_style_state_dict(source), path)
+    report = load_video_swin_checkpoint(encoder, path)
+    assert report.missing == ["mask_token"] and report.unexpected == []
+    assert torch.equal(encoder.patch_embed.proj.weight, source.patch_embed.proj.weight + 1.0)
+    assert torch.equal(encoder.layers[0].blocks[0].attn.relative_position_bias_table,
+                       source.layers[0].blocks[0].attn.relative_position_bias_table + 1.0)
+
+
+def test_swin_checkpoint_missing_unexpected_and_wrong_shape():
+    encoder = swin()
+    state = official_style_state_dict(swin())["state_dict"]
+    del state["backbone.norm.weight"]
+    state["backbone.layers.9.extra.weight"] = torch.zeros(3)
+    report = load_video_swin_checkpoint(encoder, state)
+    assert "norm.weight" in report.missing and report.unexpected == ["backbone.layers.9.extra.weight"]
+    assert "missing" in str(report) and "unexpected" in str(report)
+    state["backbone.patch_embed.proj.weight"] = torch.zeros(32, 3, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"patch_embed\.proj\.weight: checkpoint has \(32, 3, 2, 4, 4\), model expects \(16, 3, 2, 8, 8\)"):
+        load_video_swin_checkpoint(encoder, state)
+
+
+def test_from_backbones_loads_a_swin_checkpoint_into_the_model(tmp_path):
+    config = tiny_config()
+    source = CloverModel(config).video_encoder
+    torch.save({"state_dict": {f"backbone.{k}": v + 0.5 for k, v in source.state_dict().items() if k != "mask_token"}}, tmp_path / "k400.pth")
+    model = CloverForVideoQA.from_backbones(config, video_swin_checkpoint=tmp_path / "k400.pth")
+    assert model.video_checkpoint_report.missing == ["mask_token"]
+    assert torch.equal(model.clover.video_encoder.norm.weight, source.norm.weight + 0.5)
+
+
+def test_base_preset_forward_on_cpu():
+    """clover-base builds with the paper's sizes and runs a forward pass (about 88M video parameters)."""
+    torch.manual_seed(0)
+    model = CloverModel(CloverConfig.from_preset("clover-base")).eval()
+    video_params = sum(p.numel() for p in model.video_encoder.parameters())
+    assert 87e6 < video_params < 89e6  # Video Swin-B
+    with torch.inference_mode():
+        tokens = model.encode_video(torch.randn(1, 8, 3, 224, 224)).tokens
+    assert tokens.shape == (1, 4, 7, 7, 1024)
