@@ -371,19 +371,22 @@ def _scan_index(container: Any, stream: Any, path: Path) -> _FrameIndex:
 
     pts_list: list[int] = []
     key_list: list[bool] = []
-    last_duration = 0
+    last = None
     try:
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the flush packet at the end
+        for packet in container.demux(stream):  # the hot loop of a read: read each attribute once
+            if not packet.size:  # the flush packet at the end; AVI's empty "dropped frame" packets
                 continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is None:  # no timestamps at all: number the frames
-                pts = pts_list[-1] + 1 if pts_list else 0
-            pts_list.append(int(pts))
-            key_list.append(bool(packet.is_keyframe))
-            last_duration = packet.duration or last_duration
+            pts = packet.pts
+            if pts is None:
+                pts = packet.dts
+                if pts is None:  # no timestamps at all: number the frames
+                    pts = pts_list[-1] + 1 if pts_list else 0
+            pts_list.append(pts)
+            key_list.append(packet.is_keyframe)
+            last = packet
     except av.FFmpegError as error:
         raise VideoReadError(path, f"truncated or corrupt (FFmpeg while scanning packets: {error})") from error
+    last_duration = (last.duration or 0) if last is not None else 0
     if not pts_list:
         raise VideoReadError(path, "zero frames in the video stream")
     order = np.argsort(np.asarray(pts_list, dtype=np.int64), kind="stable")
