@@ -147,7 +147,9 @@ class CloverProcessor:
         if directory.is_dir():
             config_path = directory / PROCESSOR_CONFIG_NAME
             if not config_path.is_file():
-                raise FileNotFoundError(f"{directory} has no {PROCESSOR_CONFIG_NAME}; was it saved by CloverProcessor.save_pretrained?")
+                raise FileNotFoundError(
+                    f"{directory} has no {PROCESSOR_CONFIG_NAME}; was it saved by CloverProcessor.save_pretrained?"
+                )
         else:
             from huggingface_hub import hf_hub_download
 
@@ -272,7 +274,8 @@ class CloverProcessor:
         expected = (self.num_frames, 3, self.image_size, self.image_size)
         if isinstance(videos, torch.Tensor) and videos.is_floating_point() and videos.ndim == 5:
             if tuple(videos.shape[1:]) != expected:
-                raise ValueError(f"preprocessed videos must have shape (B, {', '.join(map(str, expected))}), got {tuple(videos.shape)}")
+                shape = ", ".join(map(str, expected))
+                raise ValueError(f"preprocessed videos must have shape (B, {shape}), got {tuple(videos.shape)}")
             return videos
         clips = [videos] if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 4 else list(videos)
         if not clips:
@@ -383,7 +386,8 @@ class CloverProcessor:
     def _collate_questions(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Text tensors, labels and evaluation lists of QA items."""
         questions = [example["question"] for example in examples]
-        candidates = [example["candidates"] for example in examples] if examples[0].get("candidates") is not None else None
+        has_candidates = examples[0].get("candidates") is not None
+        candidates = [example["candidates"] for example in examples] if has_candidates else None
         batch: dict[str, Any] = dict(
             self.encode_text(questions) if candidates is None else self.encode_multiple_choice(questions, candidates)
         )
