@@ -5,7 +5,9 @@ checkpoint are made, so `clover-tiny` gets a vocabulary of its own, trained on t
 words of the synthetic benchmark and a list of common English words (`assets/tiny_corpus.txt`). It is
 an ordinary `BertTokenizer` (lower-casing, WordPiece, [CLS] ... [SEP]), saved with the model directory.
 
-Rebuild the packaged corpus and check the tokenizer with `python -m clover.tokenization`.
+WordPiece training breaks ties by hash order, which changes between Python processes, so the trained
+vocabulary is packaged (`assets/clover-tiny-vocab.txt`) and `tiny_tokenizer()` reads it: the same ids
+everywhere. Rebuild corpus and vocabulary with `python -m clover.tokenization --rebuild`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from transformers import BertTokenizer
 
 CORPUS_PATH = Path(__file__).parent / "assets" / "tiny_corpus.txt"
+VOCAB_PATH = Path(__file__).parent / "assets" / "clover-tiny-vocab.txt"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY_VOCAB_SIZE = 1024
 
@@ -40,9 +43,16 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB
 
 
 def tiny_tokenizer() -> BertTokenizer:
-    """The clover-tiny tokenizer, trained on the packaged corpus (about a second)."""
+    """The clover-tiny tokenizer, from the packaged vocabulary."""
+    return BertTokenizer(vocab=str(VOCAB_PATH), do_lower_case=True, model_max_length=512)
+
+
+def write_tiny_vocabulary() -> None:
+    """Retrain the clover-tiny vocabulary on the packaged corpus and write it to `VOCAB_PATH`."""
     lines = CORPUS_PATH.read_text(encoding="utf-8").splitlines()
-    return train_wordpiece_tokenizer(line for line in lines if line.strip())
+    tokenizer = train_wordpiece_tokenizer(line for line in lines if line.strip())
+    tokens = sorted(tokenizer.get_vocab(), key=tokenizer.get_vocab().get)
+    VOCAB_PATH.write_text("\n".join(tokens) + "\n", encoding="utf-8")
 
 
 def build_corpus() -> list[str]:
@@ -70,11 +80,11 @@ _COMMON_TEXT = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-corpus", action="store_true", help="regenerate assets/tiny_corpus.txt from the synthetic benchmark")
+    parser.add_argument("--rebuild", action="store_true", help="regenerate the corpus from the synthetic benchmark and retrain the vocabulary")
     args = parser.parse_args()
-    if args.write_corpus:
-        CORPUS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    if args.rebuild:
         CORPUS_PATH.write_text("\n".join(build_corpus()) + "\n", encoding="utf-8")
+        write_tiny_vocabulary()
     tokenizer = tiny_tokenizer()
     sample = "What does the big red circle do 3 times ?"
     print(f"vocabulary: {len(tokenizer)} tokens; {sample!r} -> {tokenizer.tokenize(sample)}")
