@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,8 @@ def count_range(tasks: Iterable[TaskData]) -> tuple[int, int] | None:
 class IndexedDataset(Dataset):
     """Wraps a `VideoQADataset` so each item is `(index, item)`: a batch then knows which records it
     held even when unreadable clips (None items) were dropped, which evaluation needs to line up the
-    gathered predictions with the records."""
+    gathered predictions with the records. It has no `set_epoch` on purpose: Accelerate's loader
+    would call it with its own iteration count; the training loop sets epochs itself."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -132,25 +133,24 @@ class IndexedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[int, Any]:
         return index, self.dataset[index]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
 
-
-def make_collate(processor: Any, offsets: Sequence[int] = (0,), tasks: Sequence[str] = ("",)) -> Callable[[list], dict[str, Any]]:
+class Collator:
     """A collate function over `(index, item)` pairs: `processor.collate` of the readable items, plus
     `indices` (N,) of every slot, `kept` (N,) bool, `task` (the task of the batch, found from the
-    global index and the datasets' `offsets` in a ConcatDataset) and `skipped` (unreadable clips)."""
+    global index and the datasets' `offsets` in a ConcatDataset) and `skipped` (unreadable clips).
+    A class rather than a closure so that DataLoader workers started with "spawn" can pickle it."""
 
-    def collate(pairs: list[tuple[int, Any]]) -> dict[str, Any]:
+    def __init__(self, processor: Any, offsets: Sequence[int] = (0,), tasks: Sequence[str] = ("",)) -> None:
+        self.processor, self.offsets, self.tasks = processor, list(offsets), list(tasks)
+
+    def __call__(self, pairs: list[tuple[int, Any]]) -> dict[str, Any]:
         indices = [index for index, _ in pairs]
-        batch = processor.collate([item for _, item in pairs])
+        batch = self.processor.collate([item for _, item in pairs])
         batch["indices"] = torch.tensor(indices, dtype=torch.long)  # (N,)
         batch["kept"] = torch.tensor([item is not None for _, item in pairs])  # (N,)
-        task_index = max(i for i, offset in enumerate(offsets) if offset <= indices[0])
-        batch["task"] = tasks[task_index]
+        task_index = max(i for i, offset in enumerate(self.offsets) if offset <= indices[0])
+        batch["task"] = self.tasks[task_index]
         return batch
-
-    return collate
 
 
 def model_inputs(batch: Mapping[str, Any], kind: str, with_labels: bool = True) -> dict[str, Any]:
@@ -247,9 +247,13 @@ def rounded_count(raw: float, config: Any) -> int:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as indented JSON (NaN written as null so other tools can read it)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(_nan_to_none(data), indent=2) + "\n", encoding="utf-8")
+    """Write `data` as indented JSON (NaN written as null so other tools can read it), atomically:
+    into a temporary file that then replaces `path`, so a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(_nan_to_none(data), indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)
 
 
 def _nan_to_none(value: Any) -> Any:
