@@ -440,17 +440,18 @@ def _features(clip: ClipFeatures) -> Any:
 
 
 def _checkpoint_location(checkpoint: str | os.PathLike) -> str:
-    """A local directory, or a Hub repo id ("owner/name") when no such directory exists."""
+    """A local directory, or a Hub repo id ("owner/name") when no local directory "owner" exists."""
     path = Path(checkpoint)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"checkpoint directory {str(checkpoint)!r} has no config.json; is it a saved Clover model?")
         return str(path)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(checkpoint)) and not str(checkpoint).startswith((".", "/")):
+    looks_like_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", str(checkpoint)) and not str(checkpoint).startswith((".", "/"))
+    if looks_like_repo and not Path(str(checkpoint).split("/")[0]).exists():  # "examples/checkpoint" is local
         return str(checkpoint)
-    hint = " Make the demo checkpoint with `python -m finetune.make_demo`," if str(checkpoint) == DEFAULT_CHECKPOINT else ""
+    hint = " Make the demo checkpoint with `python -m finetune.make_demo`, or point" if str(checkpoint) == DEFAULT_CHECKPOINT else " Point"
     raise InputError(
-        f"checkpoint {str(checkpoint)!r} not found.{hint} Point --checkpoint (or CLOVER_CHECKPOINT) at a directory "
+        f"checkpoint {str(checkpoint)!r} not found.{hint} --checkpoint (or CLOVER_CHECKPOINT) at a directory "
         "saved by CloverForVideoQA.save_pretrained and CloverProcessor.save_pretrained, or at a Hub repo id."
     )
 

@@ -48,3 +48,69 @@ def save_tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a random clover-tiny video QA model with its processor (made once per session)."""
     return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def demo_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An examples directory as the app expects: two short clips and examples.json naming them."""
+    import json
+
+    from tests.media import random_clip
+
+    directory = tmp_path_factory.mktemp("examples")
+    random_clip(directory / "clips" / "noise_a.mp4", num_frames=30, size=(160, 120), seed=1)
+    random_clip(directory / "clips" / "noise_b.mp4", num_frames=30, size=(160, 120), seed=2)
+    entries = [
+        {"video": "clips/noise_a.mp4", "question": "what color is the circle ?", "answer": "red"},
+        {"video": "clips/noise_b.mp4", "question": "what does the star do ?", "answer": "jump",
+         "candidates": ["jump", "blink", "rotate"]},
+    ]  # fmt: skip
+    (directory / "examples.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    return directory
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_checkpoint: Path, demo_examples: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`python app.py` serving the tiny checkpoint and the example clips on a free port; its URL.
+
+    A real server process, as users and Spaces run it; stopped (and its Gradio cache removed, since the
+    cache lives in a session temp directory) at the end of the session.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    log = tmp_path_factory.mktemp("app_log") / "app.log"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")), "GRADIO_ANALYTICS_ENABLED": "False"}
+    command = [sys.executable, "app.py", "--checkpoint", str(tiny_checkpoint), "--examples", str(demo_examples), "--port", str(port)]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"app.py did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
