@@ -518,17 +518,35 @@ def log_step(run: Run, state: TrainState, step_losses: list[dict[str, float]]) -
 
 
 def set_epoch(run: Run, epoch: int) -> None:
-    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch)."""
+    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch). The
+    prepared loader is told too: Accelerate's loader passes its own iteration count to the sampler and
+    dataset when an iteration starts, and after a resume that count would be behind the real epoch."""
+    if hasattr(run.data.loader, "set_epoch"):
+        run.data.loader.set_epoch(epoch)
     run.data.sampler.set_epoch(epoch)
     run.data.dataset.set_epoch(epoch)
 
 
-def epoch_batches(run: Run, state: TrainState) -> Any:
-    """This epoch's loader, skipping the batches a resumed run already trained on."""
+def epoch_batches(run: Run, state: TrainState) -> Iterator[dict[str, Any]]:
+    """This epoch's batches, skipping those a resumed run already trained on."""
+    loader = run.data.loader
     if state.batches_in_epoch:
         logger.info(f"skipping the first {state.batches_in_epoch} batches of epoch {state.epoch} (already trained on)")
-        return run.accelerator.skip_first_batches(run.data.loader, state.batches_in_epoch)
-    return run.data.loader
+        loader = run.accelerator.skip_first_batches(loader, state.batches_in_epoch)
+    return _without_global_rng(loader)
+
+
+def _without_global_rng(loader: Any) -> Iterator[dict[str, Any]]:
+    """Iterate `loader` leaving the global torch RNG (dropout's) as it was: starting an iterator may
+    draw a base seed from it (the loader `skip_first_batches` builds has no generator of its own),
+    which would make a resumed run's dropout differ from an uninterrupted one's."""
+    iterator = iter(loader)
+    with torch.random.fork_rng(devices=[]):
+        first = next(iterator, None)  # the iterator (and its workers) start here
+    if first is None:
+        return
+    yield first
+    yield from iterator
 
 
 def train(run: Run, state: TrainState) -> bool:
