@@ -118,8 +118,8 @@ def parse_candidates(text: str | None) -> list[str]:
 
 
 def optional_seconds(value: float | None) -> float | None:
-    """An empty number box (None) means no bound."""
-    return None if value is None else float(value)
+    """A number box's seconds as a window bound: empty or 0 (what an untouched box sends) means none."""
+    return None if value is None or float(value) == 0 else float(value)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -244,12 +244,12 @@ def ask_layout(handlers: Handlers, examples: list[dict[str, Any]], clips: gr.Sta
                 label="Candidates (multiple choice: one per line; leave empty for an open answer)", lines=3
             )
             with gr.Row():
-                start = gr.Number(label="Start (s, optional)", value=None, minimum=0)
-                end = gr.Number(label="End (s, optional)", value=None, minimum=0)
+                start = gr.Number(label="Start (s; 0 = start of the clip)", value=0, minimum=0)
+                end = gr.Number(label="End (s; 0 = end of the clip)", value=0, minimum=0)
             ask = gr.Button("Ask", variant="primary", elem_id="ask")
         with gr.Column():
             answers = gr.Label(num_top_classes=10, label="Answers", elem_id="answers")
-            strip = gr.Gallery(label="Sampled frames", columns=4, height="auto", elem_id="frames")
+    strip = gr.Gallery(label="Sampled frames and their relevance to the question", columns=4, height="auto", elem_id="frames")
     if examples:
         gr.Examples(
             [[e["video"], e["question"], "\n".join(e.get("candidates") or [])] for e in examples],
