@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clover.video import read_frames_with_timestamps
+from clover.video import VideoReadError, read_frames_with_timestamps
 
 DEFAULT_CHECKPOINT = "examples/checkpoint"
 MAX_QUESTION_CHARS = 300
@@ -282,7 +282,12 @@ class CloverInference:
         the place for checks that a cached clip has already passed (the app's duration limit).
         Raises `clover.video.VideoReadError` (a ValueError naming the file) for unreadable files.
         """
-        key = f"{self.digests(path)}:{self.num_frames}:{start_sec}:{end_sec}"
+        try:
+            digest = self.digests(path)
+        except OSError as error:  # the same error as the reader's for a file that is not there
+            reason = "file not found" if isinstance(error, FileNotFoundError) else error.strerror or str(error)
+            raise VideoReadError(path, reason) from error
+        key = f"{digest}:{self.num_frames}:{start_sec}:{end_sec}"
 
         def compute() -> ClipFeatures:
             if before_read is not None:
