@@ -396,6 +396,9 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
     ranks clips for a text. Question answering builds on `encode_video`, `encode_text` and `fuse`.
     """
 
+    # A task checkpoint's heads are expected extras when the backbone alone is loaded from it.
+    _keys_to_ignore_on_load_unexpected = [r"^heads\.", r"^mlm_head\."]
+
     def __init__(self, config: CloverConfig):
         super().__init__(config)
         text = config.text_config
@@ -493,6 +496,9 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
     """Clover with answer heads on the fused [CLS]: open-ended (a class per answer of `config.id2label`),
     multiple choice (a score per question-candidate pair, softmax over the candidates) and count
     (scalar regression). `config.qa_heads` says which heads exist; `head=` picks one per call."""
+
+    # Starting from a pre-training checkpoint: its MLM head is not needed for question answering.
+    _keys_to_ignore_on_load_unexpected = [r"^mlm_head\."]
 
     def __init__(self, config: CloverConfig):
         super().__init__(config)
