@@ -565,7 +565,11 @@ def train_step(run: Run, batch: dict[str, Any]) -> torch.Tensor:
 
 
 def set_epoch(run: Run, epoch: int) -> None:
-    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch)."""
+    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch). The prepared
+    loader is told too: Accelerate re-applies its own epoch counter to the sampler on each iteration,
+    and that counter starts at 0 in a resumed run."""
+    if hasattr(run.data.loader, "set_epoch"):
+        run.data.loader.set_epoch(epoch)
     run.data.sampler.set_epoch(epoch)
     for dataset in run.data.datasets:
         dataset.set_epoch(epoch)
@@ -575,7 +579,10 @@ def epoch_batches(run: Run, state: TrainState) -> Any:
     """This epoch's loader, skipping the batches a resumed run already trained on."""
     if state.batches_in_epoch:
         logger.info(f"skipping the first {state.batches_in_epoch} batches of epoch {state.epoch} (already trained on)")
-        return run.accelerator.skip_first_batches(run.data.loader, state.batches_in_epoch)
+        loader = run.accelerator.skip_first_batches(run.data.loader, state.batches_in_epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(state.epoch)
+        return loader
     return run.data.loader
 
 
@@ -618,13 +625,14 @@ def evaluate_and_keep_best(run: Run, state: TrainState) -> None:
         save_model(run.accelerator, run.model, run.processor, Path(run.args.output_dir) / "best", run.args.merge_lora)
 
 
-def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], task: str) -> None:
-    """Log the optimisation step's mean loss (averaged over processes) to the trackers and train_log.jsonl."""
+def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dict[str, Any]) -> None:
+    """Log the optimisation step's mean loss (averaged over processes) to the trackers and train_log.jsonl
+    (with the main process's last batch of record ids, to check the data order)."""
     loss = run.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
     lr = run.scheduler.get_last_lr()[0]
     run.accelerator.log({"train_loss": loss, "lr": lr}, step=state.completed_steps)
     if run.accelerator.is_main_process:
-        entry = {"step": state.completed_steps, "epoch": state.epoch, "task": task, "loss": loss, "lr": lr}
+        entry = {"step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, "lr": lr, "ids": batch["ids"]}
         with (Path(run.args.output_dir) / "train_log.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
 
@@ -652,7 +660,7 @@ def train(run: Run, state: TrainState) -> bool:
                 continue
             state.completed_steps += 1
             progress.update(1)
-            log_step(run, state, losses, batch["task"])
+            log_step(run, state, losses, batch)
             losses = []
             if args.checkpointing_steps and state.completed_steps % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args, state)
