@@ -159,6 +159,9 @@ DECODE_THREADS = 2
 DECORD_TIMEOUT_SECONDS = 60.0
 # Upper bound on one blocking FFmpeg call (open, or reading one packet): a stuck read fails, never hangs.
 IO_TIMEOUT_SECONDS = 30.0
+# Largest frame accepted (pixels): DCI 4K. A few sampled frames of a larger one would take gigabytes
+# (8 RGB frames of 8000x8000 are 1.5 GB, from a 50 KB GIF), so such a clip is refused before decoding.
+MAX_FRAME_PIXELS = 4096 * 2160
 
 # First bytes of the containers we know: a file that starts like a video but cannot be opened is
 # reported as truncated or corrupt rather than as "not a video".
@@ -351,6 +354,14 @@ def _video_stream(container: Any, path: Path) -> Any:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoReadError(
+            path,
+            f"frames are {width}x{height} ({width * height / 1e6:.0f} megapixels), larger than the limit of "
+            f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels (4096x2160); downscale the clip first "
+            "(e.g. ffmpeg -i IN -vf scale=1280:-2 OUT)",
+        )
     stream.thread_type = "FRAME"
     stream.codec_context.thread_count = DECODE_THREADS
     return stream
