@@ -316,6 +316,30 @@ class CloverPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["SwinTransformerBlock3D", "FusionLayer", "BertLayer"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, allow_pickle: bool = False, **kwargs: Any):
+        """transformers' `from_pretrained`, loading weights only from safetensors unless `allow_pickle=True`.
+
+        A pickle checkpoint (`pytorch_model.bin`) can run code when it is unpickled, so a directory that
+        holds only one is refused with a message saying what to do; `allow_pickle=True` is the explicit
+        opt-in for a checkpoint you trust (it restores transformers' own choice of file).
+        """
+        if not allow_pickle:
+            if kwargs.get("use_safetensors") is False:
+                raise ValueError("use_safetensors=False loads pickle weights; pass allow_pickle=True as well if you trust them")
+            kwargs["use_safetensors"] = True
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except OSError as error:
+            if not allow_pickle and _has_pickle_weights(pretrained_model_name_or_path):
+                raise OSError(
+                    f"{pretrained_model_name_or_path} holds pickle weights (pytorch_model.bin) and no model.safetensors; "
+                    "pickle files can run code when loaded, so they are refused. Convert the checkpoint to safetensors "
+                    "(load it once with allow_pickle=True and save_pretrained it), or pass allow_pickle=True "
+                    "(--allow-pickle on the command line) if you trust where it came from."
+                ) from error
+            raise
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         std = self.config.text_config.initializer_range
@@ -323,6 +347,14 @@ class CloverPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.relative_position_bias_table, std=std)
         elif isinstance(module, SwinTransformer3D):
             init.normal_(module.mask_token, std=std)
+
+
+def _has_pickle_weights(location: str | os.PathLike) -> bool:
+    """Whether a local checkpoint directory holds pickle weights (`pytorch_model*.bin`)."""
+    directory = os.fspath(location)
+    return os.path.isdir(directory) and any(
+        name.startswith("pytorch_model") and name.endswith(".bin") for name in os.listdir(directory)
+    )
 
 
 class _BackboneLoading:
