@@ -70,6 +70,7 @@ class VideoQAService:
         max_duration_sec: longest clip accepted, probed from the file.
         cache_entries, cache_mb: bounds of the clip feature cache (entries and memory).
         quantize_int8: int8 dynamic quantisation of the Linear layers (CPU).
+        allow_pickle: also load pickle weights (`pytorch_model.bin`); off: safetensors only.
     """
 
     def __init__(
@@ -83,10 +84,12 @@ class VideoQAService:
         cache_entries: int = 64,
         cache_mb: float = 256,
         quantize_int8: bool = False,
+        allow_pickle: bool = False,
     ) -> None:
         try:
             self.inference = CloverInference.from_pretrained(
-                checkpoint, device=device, quantize_int8=quantize_int8, cache_entries=cache_entries, cache_mb=cache_mb
+                checkpoint, device=device, quantize_int8=quantize_int8, cache_entries=cache_entries, cache_mb=cache_mb,
+                allow_pickle=allow_pickle,
             )
         except InputError as error:
             raise ServiceError(str(error)) from error

@@ -229,16 +229,18 @@ class CloverInference:
         quantize_int8: bool = False,
         cache_entries: int = 32,
         cache_mb: float = 256,
+        allow_pickle: bool = False,
     ) -> "CloverInference":
         """Load a directory (or Hub repo id) saved by `CloverForVideoQA.save_pretrained` and
         `CloverProcessor.save_pretrained`. `quantize_int8` makes every Linear layer int8 (dynamic
-        quantisation, CPU only): smaller and often faster, with slightly different scores."""
+        quantisation, CPU only): smaller and often faster, with slightly different scores. Weights load
+        only from safetensors unless `allow_pickle` (a pickle file can run code when loaded)."""
         from clover.modeling_clover import CloverForVideoQA
         from clover.processing_clover import CloverProcessor
 
         location = _checkpoint_location(checkpoint)
         try:
-            model = CloverForVideoQA.from_pretrained(location)
+            model = CloverForVideoQA.from_pretrained(location, allow_pickle=allow_pickle)
             processor = CloverProcessor.from_pretrained(location)
         except (OSError, ValueError) as error:
             raise InputError(f"cannot load checkpoint {str(checkpoint)!r}: {error}") from error

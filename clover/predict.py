@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", type=float, help="window start in seconds")
     parser.add_argument("--end", type=float, help="window end in seconds")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--allow-pickle", action="store_true", help="also load pickle weights (pytorch_model.bin) you trust")
     parser.add_argument("--videos", type=Path, help="batch mode: directory the CSV's video paths are relative to")
     parser.add_argument("--questions", type=Path, help="batch mode: CSV with video, question[, candidates]")
     parser.add_argument("--output", type=Path, help="batch mode: CSV to write")
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = check_arguments(parser, args)
     _quiet_libraries()
     try:
-        inference = CloverInference.from_pretrained(args.checkpoint, device=args.device)
+        inference = CloverInference.from_pretrained(args.checkpoint, device=args.device, allow_pickle=args.allow_pickle)
         if batch:
             failed = run_batch(inference, args.videos, args.questions, args.output, args.head)
             print(f"wrote {args.output}" + (f"; {failed} row(s) failed (see the error column)" if failed else ""), file=sys.stderr)
