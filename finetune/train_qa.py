@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import logging
 import math
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +32,9 @@ if __package__ in (None, ""):  # `python finetune/train_qa.py` / `accelerate lau
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
 from torch.utils.data import ConcatDataset, DataLoader
-from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from clover.configuration_clover import QA_HEADS, CloverConfig
 from clover.data.annotations import TASKS
@@ -47,6 +42,7 @@ from clover.data.datasets import VideoQADataset
 from clover.metrics import metrics_markdown, selection_score
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
+from finetune import training
 from finetune.common import (
     ADAPTER_DIR,
     BASE_DIR,
@@ -63,9 +59,6 @@ from finetune.common import (
 )
 
 logger = get_logger(__name__)
-
-COMPLETE_MARKER = "COMPLETE"
-TRAINER_STATE = "trainer_state.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,28 +87,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
     model.add_argument("--merge_lora", action="store_true", help="save LoRA runs as a plain merged model")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=1.2e-5)
-    optim.add_argument("--head_lr_multiplier", type=float, default=10.0)
-    optim.add_argument("--weight_decay", type=float, default=0.005)
-    optim.add_argument("--warmup_ratio", type=float, default=0.1)
-    optim.add_argument("--max_grad_norm", type=float, default=15.0)
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--per_device_train_batch_size", type=int, default=8)
-    optim.add_argument("--per_device_eval_batch_size", type=int, default=None, help="defaults to the train batch size")
-    optim.add_argument("--num_train_epochs", type=int, default=20)
-    optim.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="else the Accelerate config's")
-    optim.add_argument("--seed", type=int, default=42)
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
+    optim = training.add_optimisation_arguments(parser, learning_rate=1.2e-5, num_train_epochs=20)
+    optim.add_argument("--head_lr_multiplier", type=float, default=10.0, help="the answer heads' learning rate, x --learning_rate")
+    run = training.add_run_arguments(parser)
     run.add_argument("--eval_steps", type=int, default=None, help="also evaluate every N optimisation steps")
-    run.add_argument("--checkpointing_steps", type=int, default=None, help="save a checkpoint every N steps (and each epoch)")
-    run.add_argument("--checkpoints_total_limit", type=int, default=2)
-    run.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
-    run.add_argument("--with_tracking", action="store_true")
-    run.add_argument("--report_to", default="tensorboard", help="Accelerate tracker(s) used with --with_tracking")
-    run.add_argument("--stop_after_step", type=int, default=None, help=argparse.SUPPRESS)  # debug: stop like a crash
     args = parser.parse_args(argv)
     _check_args(parser, args)
     return args
@@ -138,33 +113,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 
 # --------------------------------------------------------------------------------------------------
-# Accelerator, logging, seed
-# --------------------------------------------------------------------------------------------------
-
-
-def setup_accelerator(args: argparse.Namespace) -> Accelerator:
-    """The Accelerator (mixed precision from the Accelerate config unless --mixed_precision), logging
-    (INFO on the main process only) and the seed. Unused heads of a multi-task model (and the
-    pre-training projections) get no gradient on a step, hence find_unused_parameters."""
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=args.output_dir,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    logger.info(accelerator.state, main_process_only=False)
-    if not accelerator.is_local_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    return accelerator
-
-
-# --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
 
@@ -183,45 +131,26 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
     return tasks
 
 
-class TaskBatchSampler:
+class TaskBatchSampler(training.EpochBatchSampler):
     """Batches of one task each, in an order that depends only on (seed, epoch).
 
-    Per epoch, each task's examples are shuffled and cut into *global* batches of
-    `batch_size * num_replicas` (the last one filled up by wrapping around, so every batch is full),
-    the global batches of all tasks are shuffled together, and each is yielded as `num_replicas`
-    consecutive per-device batches: Accelerate hands batch r of each group to process r, so on every
-    step all processes train the same task and together see exactly that global batch.
-    Indices are global indices of a ConcatDataset of the tasks' datasets (`sizes` in order).
+    Per epoch, each task's examples are shuffled and cut into global batches, and the global batches of
+    all tasks are shuffled together (`finetune.training.EpochBatchSampler` hands them out to the
+    processes), so on every step all processes train the same task. Indices are global indices of a
+    ConcatDataset of the tasks' datasets (`sizes` in order).
     """
 
     def __init__(self, sizes: Sequence[int], batch_size: int, num_replicas: int = 1, seed: int = 0) -> None:
-        self.sizes, self.batch_size, self.num_replicas, self.seed = list(sizes), batch_size, num_replicas, seed
+        super().__init__(sizes, batch_size, num_replicas, seed)
         self.offsets = np.cumsum([0, *self.sizes[:-1]]).tolist()
-        self.drop_last = False
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def global_batches(self) -> list[list[int]]:
         """The epoch's global batches, in training order."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        size = self.batch_size * self.num_replicas
+        rng = self.rng()
         batches = []
         for offset, n in zip(self.offsets, self.sizes):
-            order = rng.permutation(n)
-            order = np.resize(order, math.ceil(n / size) * size) + offset  # wrap around to fill the last batch
-            batches += [order[i : i + size].tolist() for i in range(0, len(order), size)]
+            batches += self.full_batches(rng.permutation(n) + offset)
         return [batches[i] for i in rng.permutation(len(batches))]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
-            for r in range(self.num_replicas):
-                yield batch[r * self.batch_size : (r + 1) * self.batch_size]
-
-    def __len__(self) -> int:
-        size = self.batch_size * self.num_replicas
-        return sum(math.ceil(n / size) for n in self.sizes) * self.num_replicas
 
 
 @dataclass
@@ -237,7 +166,7 @@ class TrainData:
 
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks: list[TaskData], processor: CloverProcessor, label2id: dict[str, int]) -> TrainData:
     """A VideoQADataset per task and split; one training loader over all tasks (batches of one task)."""
-    datasets = [_dataset(data, "train", processor, label2id, args.seed, training=True) for data in tasks]
+    datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True) for data in tasks]
     sampler = TaskBatchSampler([len(d) for d in datasets], args.per_device_train_batch_size, accelerator.num_processes, args.seed)
     loader = DataLoader(
         IndexedDataset(ConcatDataset(datasets)),
@@ -251,15 +180,15 @@ def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks:
     return TrainData(loader, sampler, datasets, eval_loaders, test_loaders)
 
 
-def _dataset(data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, training: bool) -> VideoQADataset:
+def _dataset(data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, train: bool) -> VideoQADataset:
     return VideoQADataset(
         data.splits[split], data.videos, processor, kind=data.kind,
-        answer_to_label=label2id if data.kind == "open" else None, training=training, seed=seed,
+        answer_to_label=label2id if data.kind == "open" else None, training=train, seed=seed,
     )
 
 
 def _eval_loader(args: argparse.Namespace, data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int]) -> DataLoader:
-    dataset = _dataset(data, split, processor, label2id, args.seed, training=False)
+    dataset = _dataset(data, split, processor, label2id, args.seed, train=False)
     return DataLoader(
         IndexedDataset(dataset), batch_size=args.per_device_eval_batch_size, shuffle=False,
         collate_fn=Collator(processor, [0], [data.name]), num_workers=args.num_workers,
@@ -300,29 +229,6 @@ def build_model(args: argparse.Namespace, tasks: Sequence[TaskData]) -> CloverFo
     )
 
 
-def build_processor(args: argparse.Namespace, config: CloverConfig) -> CloverProcessor:
-    """The checkpoint's own processor when it has one; else one made from the config with the text
-    backbone's tokenizer, the clover-tiny tokenizer (tiny vocabulary) or bert-base-uncased's."""
-    if args.model:
-        try:
-            return CloverProcessor.from_pretrained(args.model)
-        except (OSError, ValueError):
-            logger.info(f"{args.model} has no processor; building one from its config")
-    if config.text_backbone:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.text_backbone)
-    elif args.preset == "clover-tiny" or config.text_config.vocab_size == 1024:
-        from clover.tokenization import tiny_tokenizer
-
-        tokenizer = tiny_tokenizer()
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")
-    return CloverProcessor.from_config(config, tokenizer)
-
-
 def apply_training_mode(model: CloverForVideoQA, args: argparse.Namespace) -> torch.nn.Module:
     """`all`: every parameter trains; `heads`: only the answer heads; `lora`: LoRA adapters on the
     encoders' attention projections (query/key/value in BERT and fusion, qkv in Swin) and the heads
@@ -340,145 +246,6 @@ def apply_training_mode(model: CloverForVideoQA, args: argparse.Namespace) -> to
         )
         return get_peft_model(model, lora)
     return model
-
-
-# --------------------------------------------------------------------------------------------------
-# Optimizer and scheduler
-# --------------------------------------------------------------------------------------------------
-
-
-def parameter_groups(model: torch.nn.Module, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """AdamW groups: heads at `head_lr_multiplier` x the learning rate; no weight decay on tensors of
-    rank < 2 (norms, biases, embeddings' scalars), decided by rank as in nanoGPT, not by name."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            is_head = "heads" in name.split(".")
-            groups.setdefault((is_head, parameter.ndim >= 2), []).append(parameter)
-    return [
-        {
-            "params": params,
-            "lr": args.learning_rate * (args.head_lr_multiplier if is_head else 1.0),
-            "weight_decay": args.weight_decay if decay else 0.0,
-        }
-        for (is_head, decay), params in sorted(groups.items())
-    ]
-
-
-def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, num_processes: int, max_train_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW (0.9, 0.98) and a cosine schedule with `warmup_ratio` warm-up. Accelerate steps a prepared
-    scheduler once per process per optimisation step, hence the `* num_processes` (as the
-    transformers no_trainer scripts do)."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.learning_rate, betas=(0.9, 0.98))
-    warmup = math.ceil(args.warmup_ratio * max_train_steps)
-    scheduler = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=warmup * num_processes, num_training_steps=max_train_steps * num_processes
-    )
-    return optimizer, scheduler
-
-
-def training_length(args: argparse.Namespace, sampler: TaskBatchSampler) -> tuple[int, int, int]:
-    """(steps per epoch, epochs, total optimisation steps); `--max_train_steps` wins over epochs."""
-    batches_per_process = len(sampler) // sampler.num_replicas
-    steps_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    return steps_per_epoch, math.ceil(max_steps / steps_per_epoch), max_steps
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints: atomic save, rotation, resume
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainState:
-    """Where training is, saved in every checkpoint as `trainer_state.json`."""
-
-    completed_steps: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches of `epoch` already trained on (this process's loader)
-    skipped_clips: int = 0  # unreadable training clips met so far, all processes
-    best_score: float | None = None
-    best_step: int | None = None
-    best_metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def checkpoint_root(args: argparse.Namespace) -> Path:
-    return Path(args.output_dir) / "checkpoints"
-
-
-def _step_of(path: Path) -> int:
-    return int(path.name.removeprefix("step_")) if path.name.removeprefix("step_").isdigit() else -1
-
-
-def is_complete(path: Path) -> bool:
-    """A checkpoint counts only once its COMPLETE marker (written last) exists."""
-    return (path / COMPLETE_MARKER).is_file()
-
-
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, state: TrainState) -> Path:
-    """`accelerator.save_state` into `checkpoints/.tmp_step_N`, then rename to `step_N` and write
-    `COMPLETE`: a run killed at any moment leaves every earlier checkpoint intact and this one
-    either absent or without its marker (ignored on resume). Keeps the last `checkpoints_total_limit`."""
-    root = checkpoint_root(args)
-    final, temp = root / f"step_{state.completed_steps}", root / f".tmp_step_{state.completed_steps}"
-    if accelerator.is_main_process:
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temp))
-    if accelerator.is_main_process:
-        write_json(temp / TRAINER_STATE, asdict(state))
-        shutil.rmtree(final, ignore_errors=True)
-        temp.rename(final)
-        (final / COMPLETE_MARKER).write_text(f"step {state.completed_steps}\n", encoding="utf-8")
-        _rotate_checkpoints(root, args.checkpoints_total_limit)
-        logger.info(f"saved checkpoint {final}")
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _rotate_checkpoints(root: Path, limit: int | None) -> None:
-    """Delete complete checkpoints beyond the newest `limit`, and incomplete ones older than those kept."""
-    if not limit:
-        return
-    complete = sorted((p for p in root.glob("step_*") if is_complete(p)), key=_step_of)
-    kept = complete[-limit:]
-    oldest_kept = _step_of(kept[0]) if kept else -1
-    for path in root.glob("step_*"):
-        if path not in kept and (is_complete(path) or _step_of(path) < oldest_kept):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def find_checkpoint(args: argparse.Namespace) -> Path | None:
-    """The checkpoint to resume from: `latest` = the newest complete one under `output_dir/checkpoints`;
-    a path = that one, or, if it has no COMPLETE marker, the newest complete one before it."""
-    if args.resume_from_checkpoint == "latest":
-        root, limit = checkpoint_root(args), math.inf
-    else:
-        wanted = Path(args.resume_from_checkpoint)
-        if is_complete(wanted):
-            return wanted
-        root, limit = wanted.parent, _step_of(wanted) if _step_of(wanted) >= 0 else math.inf
-    for path in sorted(root.glob("step_*"), key=_step_of, reverse=True):
-        if _step_of(path) > limit:
-            continue
-        if is_complete(path):
-            return path
-        logger.warning(f"skipping half-written checkpoint {path} (no {COMPLETE_MARKER} marker)")
-    logger.warning(f"no complete checkpoint under {root}: starting from scratch")
-    return None
-
-
-def resume(accelerator: Accelerator, args: argparse.Namespace) -> TrainState:
-    """Restore model, optimizer, scheduler and RNG states and the TrainState of the chosen checkpoint."""
-    path = find_checkpoint(args) if args.resume_from_checkpoint else None
-    if path is None:
-        return TrainState()
-    accelerator.load_state(str(path))
-    state = TrainState(**json.loads((path / TRAINER_STATE).read_text(encoding="utf-8")))
-    logger.info(f"resumed from {path}: step {state.completed_steps}, epoch {state.epoch}, {state.batches_in_epoch} batches into it")
-    return state
 
 
 # --------------------------------------------------------------------------------------------------
@@ -503,20 +270,8 @@ def save_model(accelerator: Accelerator, model: torch.nn.Module, processor: Clov
         else:
             unwrapped.save_pretrained(temp)
         processor.save_pretrained(temp)
-        _replace_model_files(temp, directory)
+        training.replace_model_files(temp, directory)
     accelerator.wait_for_everyone()
-
-
-def _replace_model_files(temp: Path, directory: Path) -> None:
-    """Move `temp`'s files into `directory` (each move atomic), keeping the directory's other contents
-    (checkpoints/, logs, metrics)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for item in temp.iterdir():
-        target = directory / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    temp.rmdir()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -525,65 +280,41 @@ def _replace_model_files(temp: Path, directory: Path) -> None:
 
 
 @dataclass
-class Run:
-    """Everything the loop needs, prepared."""
+class Run(training.Run):
+    """Everything the loop needs, prepared (`finetune.training.Run`), and the tasks by name."""
 
-    args: argparse.Namespace
-    accelerator: Accelerator
-    model: torch.nn.Module
-    processor: CloverProcessor
-    optimizer: Any
-    scheduler: Any
     data: TrainData
     tasks: dict[str, TaskData]
-    steps_per_epoch: int
-    num_epochs: int
-    max_steps: int
+
+
+@dataclass
+class TrainState(training.TrainState):
+    """`finetune.training.TrainState` and the best val score so far, with its step and metrics."""
+
+    best_score: float | None = None
+    best_step: int | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def training_loss(run: Run, batch: dict[str, Any]) -> torch.Tensor:
-    """The batch's loss with its task's head; a batch whose clips were all unreadable gives a zero
-    loss that still touches every trainable parameter, so all processes stay in step."""
+    """The batch's loss with its task's head (a zero loss when all its clips were unreadable)."""
     if not batch["ids"]:
-        return sum(p.sum() * 0.0 for p in run.model.parameters() if p.requires_grad)
+        return training.zero_loss(run.model)
     kind = run.tasks[batch["task"]].kind
     return run.model(**model_inputs(batch, kind)).loss
 
 
 def train_step(run: Run, batch: dict[str, Any]) -> torch.Tensor:
     """Forward, backward, clip, step inside `accelerator.accumulate` (steps only on sync)."""
-    accelerator, model = run.accelerator, run.model
-    with accelerator.accumulate(model):
+    with run.accelerator.accumulate(run.model):
         loss = training_loss(run, batch)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and run.args.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), run.args.max_grad_norm)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad()
+        training.optimisation_step(run, loss)
     return loss.detach()
 
 
 def set_epoch(run: Run, epoch: int) -> None:
-    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch). The prepared
-    loader is told too: Accelerate re-applies its own epoch counter to the sampler on each iteration,
-    and that counter starts at 0 in a resumed run."""
-    if hasattr(run.data.loader, "set_epoch"):
-        run.data.loader.set_epoch(epoch)
-    run.data.sampler.set_epoch(epoch)
-    for dataset in run.data.datasets:
-        dataset.set_epoch(epoch)
-
-
-def epoch_batches(run: Run, state: TrainState) -> Any:
-    """This epoch's loader, skipping the batches a resumed run already trained on."""
-    if state.batches_in_epoch:
-        logger.info(f"skipping the first {state.batches_in_epoch} batches of epoch {state.epoch} (already trained on)")
-        loader = run.accelerator.skip_first_batches(run.data.loader, state.batches_in_epoch)
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(state.epoch)
-        return loader
-    return run.data.loader
+    """Seed the training sampler and every task's dataset for `epoch` (`finetune.training.set_epoch`)."""
+    training.set_epoch(run.data.loader, epoch, [run.data.sampler, *run.data.datasets])
 
 
 def evaluate(run: Run, split: str = "val") -> dict[str, dict[str, Any]]:
@@ -632,43 +363,35 @@ def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dic
     lr = run.scheduler.get_last_lr()[0]
     run.accelerator.log({"train_loss": loss, "lr": lr}, step=state.completed_steps)
     if run.accelerator.is_main_process:
-        entry = {"step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, "lr": lr, "ids": batch["ids"]}
-        with (Path(run.args.output_dir) / "train_log.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-
-
-def count_skipped(run: Run, batch: dict[str, Any]) -> int:
-    """Unreadable clips of this batch, summed over processes."""
-    skipped = torch.tensor(int(batch.get("skipped", 0)), device=run.accelerator.device)
-    return int(run.accelerator.reduce(skipped, reduction="sum").item())
+        training.append_train_log(run.args, {
+            "step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, "lr": lr, "ids": batch["ids"]
+        })
 
 
 def train(run: Run, state: TrainState) -> bool:
     """The training loop; returns False if stopped early by `--stop_after_step` (a simulated crash)."""
     args, accelerator = run.args, run.accelerator
-    progress = tqdm(range(run.max_steps), initial=state.completed_steps, disable=not accelerator.is_local_main_process, desc="steps")
+    progress = training.progress_bar(run, state)
     run.model.train()
     while state.epoch < run.num_epochs and state.completed_steps < run.max_steps:
         set_epoch(run, state.epoch)
         losses: list[torch.Tensor] = []
         saved_at = None
-        for batch in epoch_batches(run, state):
+        for batch in training.epoch_batches(accelerator, run.data.loader, state):
             losses.append(train_step(run, batch))
             state.batches_in_epoch += 1
-            state.skipped_clips += count_skipped(run, batch)
+            state.skipped_clips += training.count_skipped(accelerator, batch)
             if not accelerator.sync_gradients:
                 continue
             state.completed_steps += 1
             progress.update(1)
             log_step(run, state, losses, batch)
             losses = []
-            if args.checkpointing_steps and state.completed_steps % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, args, state)
+            if training.checkpoint_if_due(accelerator, args, state):
                 saved_at = state.completed_steps
             if args.eval_steps and state.completed_steps % args.eval_steps == 0:
                 evaluate_and_keep_best(run, state)
-            if args.stop_after_step and state.completed_steps >= args.stop_after_step:
-                logger.info(f"--stop_after_step {args.stop_after_step}: stopping without saving")
+            if training.stop_requested(args, state):
                 return False
             if state.completed_steps >= run.max_steps:
                 break
@@ -684,10 +407,7 @@ def end_epoch(run: Run, state: TrainState, saved_at: int | None) -> None:
     state.epoch += 1
     state.batches_in_epoch = 0
     evaluate_and_keep_best(run, state)
-    if saved_at != state.completed_steps or run.args.checkpointing_steps is None:
-        save_checkpoint(run.accelerator, run.args, state)
-    elif run.accelerator.is_main_process:  # the step's checkpoint predates the epoch change: record it
-        write_json(checkpoint_root(run.args) / f"step_{state.completed_steps}" / TRAINER_STATE, asdict(state))
+    training.save_epoch_checkpoint(run.accelerator, run.args, state, saved_at)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -725,7 +445,7 @@ def flat_results(metrics: dict[str, Any]) -> dict[str, Any]:
 def model_card(run: Run, metrics: dict[str, Any]) -> str:
     """README.md of the output directory: what was trained on what, with which settings, and how well."""
     args = run.args
-    synthetic = any(_is_synthetic(Path(d.annotations)) for d in run.tasks.values())
+    synthetic = any(training.is_synthetic(Path(d.annotations)) for d in run.tasks.values())
     start = args.model or f"{args.preset} (new{', text from ' + args.text_backbone if args.text_backbone else ''})"
     lines = [
         "---", "library_name: transformers", "tags: [video-question-answering, clover]", "---", "",
@@ -733,30 +453,20 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         f"Started from `{start}`; trained with `finetune/train_qa.py` ({args.train} parameters).",
     ]
     if synthetic:
-        lines += ["", "**Trained on synthetic data** (the procedurally generated moving-shapes benchmark of "
-                  "`clover.data.synthetic`): its numbers say nothing about real videos."]
+        lines += training.synthetic_warning("benchmark")
     lines += ["", "## Data", "", "| task | kind | annotations | videos | train | val | test |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for d in run.tasks.values():
         sizes = [len(d.splits.get(split, [])) for split in ("train", "val", "test")]
         lines.append(f"| {d.name} | {d.kind} | `{d.annotations}` | `{d.videos}` | " + " | ".join(map(str, sizes)) + " |")
-    settings = {
+    lines += training.settings_table({
         "learning rate (heads x)": f"{args.learning_rate} (x{args.head_lr_multiplier})", "weight decay": args.weight_decay,
-        "warm-up ratio": args.warmup_ratio, "max grad norm": args.max_grad_norm,
-        "batch (per device x processes x accumulation)": f"{args.per_device_train_batch_size} x {run.accelerator.num_processes} x {args.gradient_accumulation_steps}",
-        "steps": metrics["completed_steps"], "epochs": metrics["epochs"], "mixed precision": run.accelerator.mixed_precision,
-        "seed": args.seed, "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
-    }
-    lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.items()]]
+        **training.run_settings(run, metrics),
+        "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
+    })
     for split in ("val", "test"):
         if metrics.get(split):
             lines += ["", f"## {split.capitalize()} metrics", "", metrics_markdown(metrics[split], metrics["tasks"]).rstrip()]
     return "\n".join(lines) + "\n"
-
-
-def _is_synthetic(path: Path) -> bool:
-    """The synthetic benchmark writes scenes.json next to its tgif/ and msvd/ folders."""
-    folder = path if path.is_dir() else path.parent
-    return (folder / "scenes.json").is_file() or (folder.parent / "scenes.json").is_file()
 
 
 def save_outputs(run: Run, state: TrainState) -> dict[str, Any]:
@@ -780,17 +490,10 @@ def write_run_files(accelerator: Accelerator, args: argparse.Namespace, tasks: S
 
 
 def log_summary(run: Run) -> None:
-    args, accelerator = run.args, run.accelerator
-    total_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    """The tasks and the number of training questions, then `finetune.training.log_summary`'s lines."""
     examples = sum(len(d.splits["train"]) for d in run.tasks.values())
-    logger.info("***** Running training *****")
-    logger.info(f"  Tasks = {', '.join(f'{n} ({d.kind})' for n, d in run.tasks.items())}")
-    logger.info(f"  Num examples = {examples}")
-    logger.info(f"  Num epochs = {run.num_epochs}")
-    logger.info(f"  Instantaneous batch size per device = {args.per_device_train_batch_size}")
-    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch}")
-    logger.info(f"  Gradient accumulation steps = {args.gradient_accumulation_steps}")
-    logger.info(f"  Total optimization steps = {run.max_steps}")
+    tasks = ", ".join(f"{n} ({d.kind})" for n, d in run.tasks.items())
+    training.log_summary(run, "Running training", [f"Tasks = {tasks}", f"Num examples = {examples}"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -799,35 +502,24 @@ def log_summary(run: Run) -> None:
 
 
 def setup(args: argparse.Namespace) -> Run:
-    """Every stage before the loop, in the no_trainer order, ending with `prepare`."""
-    accelerator = setup_accelerator(args)
+    """Every stage before the loop, in the no_trainer order, ending with `prepare` and the summary log."""
+    accelerator = training.setup_accelerator(args)
     task_list = load_tasks(args)
     write_run_files(accelerator, args, task_list)
     model = build_model(args, task_list)
-    processor = build_processor(args, model.config)
+    processor = training.build_processor(args, model.config)
     data = build_dataloaders(args, accelerator, task_list, processor, dict(model.config.label2id))
     model = apply_training_mode(model, args)
-    steps_per_epoch, num_epochs, max_steps = training_length(args, data.sampler)
-    optimizer, scheduler = build_optimizer(model, args, accelerator.num_processes, max_steps)
-    model, optimizer, data.loader, scheduler = accelerator.prepare(model, optimizer, data.loader, scheduler)
+    run = training.prepare_run(Run, args, accelerator, model, processor, data, "clover_qa", tasks={d.name: d for d in task_list})
     data.eval_loaders = {name: accelerator.prepare(loader) for name, loader in data.eval_loaders.items()}
     data.test_loaders = {name: accelerator.prepare(loader) for name, loader in data.test_loaders.items()}
-    if args.with_tracking:
-        accelerator.init_trackers("clover_qa", config={k: str(v) if isinstance(v, list) else v for k, v in vars(args).items() if v is not None})
-    tasks = {d.name: d for d in task_list}
-    return Run(args, accelerator, model, processor, optimizer, scheduler, data, tasks, steps_per_epoch, num_epochs, max_steps)
+    log_summary(run)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Train, evaluate and save; returns the final metrics (None when stopped by --stop_after_step)."""
-    args = parse_args(argv)
-    run = setup(args)
-    state = resume(run.accelerator, args)
-    log_summary(run)
-    finished = train(run, state)
-    metrics = save_outputs(run, state) if finished else None
-    run.accelerator.end_training()
-    return metrics
+    return training.resume_and_train(setup(parse_args(argv)), TrainState, train, save_outputs)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from clover.data.annotations import load_annotations
 from clover.data.synthetic import generate_benchmark
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
-from finetune import evaluate, train_qa
+from finetune import evaluate, train_qa, training
 from finetune.common import load_finetuned
 from tests.media import zero_byte
 
@@ -142,8 +142,8 @@ def test_half_written_checkpoint_is_skipped(tmp_path: Path, caplog: pytest.LogCa
         if complete:
             (root / f"step_{step}" / "COMPLETE").write_text("")
     with caplog.at_level(logging.WARNING):
-        assert train_qa.find_checkpoint(Namespace(resume_from_checkpoint="latest", output_dir=str(tmp_path))) == root / "step_4"
-        assert train_qa.find_checkpoint(Namespace(resume_from_checkpoint=str(root / "step_6"), output_dir=str(tmp_path))) == root / "step_4"
+        assert training.find_checkpoint(Namespace(resume_from_checkpoint="latest", output_dir=str(tmp_path))) == root / "step_4"
+        assert training.find_checkpoint(Namespace(resume_from_checkpoint=str(root / "step_6"), output_dir=str(tmp_path))) == root / "step_4"
     assert "skipping half-written checkpoint" in caplog.text and "step_6" in caplog.text
 
 
