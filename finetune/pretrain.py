@@ -31,13 +31,11 @@ and `finetune/train_qa.py --model output_dir` fine-tunes from it.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +44,9 @@ if __package__ in (None, ""):  # `python finetune/pretrain.py` / `accelerate lau
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from clover.configuration_clover import CloverConfig
 from clover.data.annotations import load_caption_pairs
@@ -59,12 +54,10 @@ from clover.data.datasets import VideoCaptionDataset
 from clover.modeling_clover import CloverForPretraining
 from clover.processing_clover import CloverProcessor
 from clover.retrieval import retrieval_markdown, retrieval_metrics, video_to_text_metrics
+from finetune import training
 from finetune.common import Collator, IndexedDataset, write_json
 
 logger = get_logger(__name__)
-
-COMPLETE_MARKER = "COMPLETE"
-TRAINER_STATE = "trainer_state.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,26 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--objective", choices=["clover", "pairwise"], default="clover", help="Clover's objectives or the pair-wise baseline")
     model.add_argument("--no_ranking_loss", action="store_true", help="ablation: drop the pair-wise ranking terms")
     model.add_argument("--no_masked_positives", action="store_true", help="ablation: no masked caption/video positives")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=5e-5)
-    optim.add_argument("--weight_decay", type=float, default=0.005)
-    optim.add_argument("--warmup_ratio", type=float, default=0.1, help="paper: 4 of 40 epochs")
-    optim.add_argument("--max_grad_norm", type=float, default=15.0)
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--per_device_train_batch_size", type=int, default=8)
-    optim.add_argument("--per_device_eval_batch_size", type=int, default=None, help="defaults to the train batch size")
-    optim.add_argument("--num_train_epochs", type=int, default=40)
-    optim.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="else the Accelerate config's")
-    optim.add_argument("--seed", type=int, default=42)
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
-    run.add_argument("--checkpointing_steps", type=int, default=None, help="save a checkpoint every N steps (and each epoch)")
-    run.add_argument("--checkpoints_total_limit", type=int, default=2)
-    run.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
-    run.add_argument("--with_tracking", action="store_true")
-    run.add_argument("--report_to", default="tensorboard", help="Accelerate tracker(s) used with --with_tracking")
-    run.add_argument("--stop_after_step", type=int, default=None, help=argparse.SUPPRESS)  # debug: stop like a crash
+    training.add_optimisation_arguments(parser, learning_rate=5e-5, num_train_epochs=40)
+    training.add_run_arguments(parser)
     args = parser.parse_args(argv)
     _check_args(parser, args)
     return args
@@ -124,33 +99,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--no_ranking_loss and --no_masked_positives are ablations of --objective clover")
     args.per_device_eval_batch_size = args.per_device_eval_batch_size or args.per_device_train_batch_size
     args.val_video_root = args.val_video_root or args.video_root
-
-
-# --------------------------------------------------------------------------------------------------
-# Accelerator, logging, seed
-# --------------------------------------------------------------------------------------------------
-
-
-def setup_accelerator(args: argparse.Namespace) -> Accelerator:
-    """The Accelerator (mixed precision from the Accelerate config unless --mixed_precision), logging
-    (INFO on the main process only) and the seed. The pairwise objective leaves the fusion projections
-    without gradient, hence find_unused_parameters."""
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=args.output_dir,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
-    logger.info(accelerator.state, main_process_only=False)
-    if not accelerator.is_local_main_process:
-        logging.getLogger().setLevel(logging.ERROR)
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    return accelerator
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,32 +127,16 @@ def load_pairs(csv: str, video_root: str) -> PairData:
     return PairData(str(csv), str(video_root), kept, len(every) - len(kept))
 
 
-class PairBatchSampler:
-    """Batches whose order depends only on (seed, epoch).
-
-    Per epoch the pairs are shuffled and cut into *global* batches of `batch_size * num_replicas` (the
-    last one filled up by wrapping around, so every contrastive batch is full), each yielded as
-    `num_replicas` consecutive per-device batches: Accelerate hands batch r of each group to process r.
-    """
+class PairBatchSampler(training.EpochBatchSampler):
+    """Batches whose order depends only on (seed, epoch): per epoch the pairs are shuffled and cut into
+    global batches (`finetune.training.EpochBatchSampler`), each contrastive batch full."""
 
     def __init__(self, size: int, batch_size: int, num_replicas: int = 1, seed: int = 0) -> None:
-        self.size, self.batch_size, self.num_replicas, self.seed = size, batch_size, num_replicas, seed
-        self.drop_last = False
-        self.epoch = 0
+        super().__init__([size], batch_size, num_replicas, seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        global_size = self.batch_size * self.num_replicas
-        order = np.resize(rng.permutation(self.size), len(self) * self.batch_size)  # wrap around to fill the last batch
-        for start in range(0, len(order), global_size):
-            for r in range(self.num_replicas):
-                yield order[start + r * self.batch_size : start + (r + 1) * self.batch_size].tolist()
-
-    def __len__(self) -> int:
-        return math.ceil(self.size / (self.batch_size * self.num_replicas)) * self.num_replicas
+    def global_batches(self) -> list[list[int]]:
+        """The epoch's global batches, in training order."""
+        return self.full_batches(self.rng().permutation(self.sizes[0]))
 
 
 @dataclass
@@ -267,27 +199,6 @@ def build_model(args: argparse.Namespace) -> CloverForPretraining:
     return CloverForPretraining.from_backbones(config, text_backbone=args.text_backbone, video_swin_checkpoint=args.video_swin_checkpoint)
 
 
-def build_processor(args: argparse.Namespace, config: CloverConfig) -> CloverProcessor:
-    """The checkpoint's own processor when it has one; else one made from the config with the text
-    backbone's tokenizer, the clover-tiny tokenizer (tiny vocabulary) or bert-base-uncased's."""
-    if args.model:
-        try:
-            return CloverProcessor.from_pretrained(args.model)
-        except (OSError, ValueError):
-            logger.info(f"{args.model} has no processor; building one from its config")
-    from transformers import AutoTokenizer
-
-    if config.text_backbone:
-        tokenizer = AutoTokenizer.from_pretrained(config.text_backbone)
-    elif args.preset == "clover-tiny" or config.text_config.vocab_size == 1024:
-        from clover.tokenization import tiny_tokenizer
-
-        tokenizer = tiny_tokenizer()
-    else:
-        tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")
-    return CloverProcessor.from_config(config, tokenizer)
-
-
 def loss_names(config: CloverConfig) -> list[str]:
     """The named loss terms `CloverForPretraining.forward` returns for this config, in log order."""
     if config.pretrain_objective == "pairwise":
@@ -297,154 +208,27 @@ def loss_names(config: CloverConfig) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Optimizer and scheduler
-# --------------------------------------------------------------------------------------------------
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on tensors of rank < 2 (norms, biases, the video mask token's
-    scalars), decided by rank as in nanoGPT, not by name. Tied weights appear once."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, num_processes: int, max_train_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW (0.9, 0.98) and a cosine schedule with `warmup_ratio` warm-up. Accelerate steps a prepared
-    scheduler once per process per optimisation step, hence the `* num_processes`."""
-    optimizer = torch.optim.AdamW(parameter_groups(model, args.weight_decay), lr=args.learning_rate, betas=(0.9, 0.98))
-    warmup = math.ceil(args.warmup_ratio * max_train_steps)
-    scheduler = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=warmup * num_processes, num_training_steps=max_train_steps * num_processes
-    )
-    return optimizer, scheduler
-
-
-def training_length(args: argparse.Namespace, sampler: PairBatchSampler) -> tuple[int, int, int]:
-    """(steps per epoch, epochs, total optimisation steps); `--max_train_steps` wins over epochs."""
-    batches_per_process = len(sampler) // sampler.num_replicas
-    steps_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    return steps_per_epoch, math.ceil(max_steps / steps_per_epoch), max_steps
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints: atomic save, rotation, resume
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainState:
-    """Where training is, saved in every checkpoint as `trainer_state.json`."""
-
-    completed_steps: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches of `epoch` already trained on (this process's loader)
-    micro_batch: int = 0  # micro-batches of the current optimisation step (0 at every checkpoint)
-    skipped_clips: int = 0  # unreadable training clips met so far, all processes
-    loss_sums: dict[str, float] = field(default_factory=dict)  # this epoch so far, all processes
-    loss_count: int = 0  # micro-batches summed in loss_sums, all processes
-    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
-
-
-def checkpoint_root(args: argparse.Namespace) -> Path:
-    return Path(args.output_dir) / "checkpoints"
-
-
-def _step_of(path: Path) -> int:
-    return int(path.name.removeprefix("step_")) if path.name.removeprefix("step_").isdigit() else -1
-
-
-def is_complete(path: Path) -> bool:
-    """A checkpoint counts only once its COMPLETE marker (written last) exists."""
-    return (path / COMPLETE_MARKER).is_file()
-
-
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, state: TrainState) -> Path:
-    """`accelerator.save_state` into `checkpoints/.tmp_step_N`, then rename to `step_N` and write
-    `COMPLETE`: a run killed at any moment leaves every earlier checkpoint intact and this one either
-    absent or without its marker (ignored on resume). Keeps the last `checkpoints_total_limit`."""
-    root = checkpoint_root(args)
-    final, temp = root / f"step_{state.completed_steps}", root / f".tmp_step_{state.completed_steps}"
-    if accelerator.is_main_process:
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temp))
-    if accelerator.is_main_process:
-        write_json(temp / TRAINER_STATE, asdict(state))
-        shutil.rmtree(final, ignore_errors=True)
-        temp.rename(final)
-        (final / COMPLETE_MARKER).write_text(f"step {state.completed_steps}\n", encoding="utf-8")
-        _rotate_checkpoints(root, args.checkpoints_total_limit)
-        logger.info(f"saved checkpoint {final}")
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _rotate_checkpoints(root: Path, limit: int | None) -> None:
-    """Delete complete checkpoints beyond the newest `limit`, and incomplete ones older than those kept."""
-    if not limit:
-        return
-    complete = sorted((p for p in root.glob("step_*") if is_complete(p)), key=_step_of)
-    kept = complete[-limit:]
-    oldest_kept = _step_of(kept[0]) if kept else -1
-    for path in root.glob("step_*"):
-        if path not in kept and (is_complete(path) or _step_of(path) < oldest_kept):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def find_checkpoint(args: argparse.Namespace) -> Path | None:
-    """The checkpoint to resume from: `latest` = the newest complete one under `output_dir/checkpoints`;
-    a path = that one, or, if it has no COMPLETE marker, the newest complete one before it."""
-    if args.resume_from_checkpoint == "latest":
-        root, limit = checkpoint_root(args), math.inf
-    else:
-        wanted = Path(args.resume_from_checkpoint)
-        if is_complete(wanted):
-            return wanted
-        root, limit = wanted.parent, _step_of(wanted) if _step_of(wanted) >= 0 else math.inf
-    for path in sorted(root.glob("step_*"), key=_step_of, reverse=True):
-        if _step_of(path) > limit:
-            continue
-        if is_complete(path):
-            return path
-        logger.warning(f"skipping half-written checkpoint {path} (no {COMPLETE_MARKER} marker)")
-    logger.warning(f"no complete checkpoint under {root}: starting from scratch")
-    return None
-
-
-def resume(accelerator: Accelerator, args: argparse.Namespace) -> TrainState:
-    """Restore model, optimizer, scheduler and RNG states and the TrainState of the chosen checkpoint."""
-    path = find_checkpoint(args) if args.resume_from_checkpoint else None
-    if path is None:
-        return TrainState()
-    accelerator.load_state(str(path))
-    state = TrainState(**json.loads((path / TRAINER_STATE).read_text(encoding="utf-8")))
-    logger.info(f"resumed from {path}: step {state.completed_steps}, epoch {state.epoch}, {state.batches_in_epoch} batches into it")
-    return state
-
-
-# --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Run:
-    """Everything the loop needs, prepared."""
+class Run(training.Run):
+    """Everything the loop needs, prepared (`finetune.training.Run`), and the named loss terms."""
 
-    args: argparse.Namespace
-    accelerator: Accelerator
-    model: torch.nn.Module
-    processor: CloverProcessor
-    optimizer: Any
-    scheduler: Any
     data: TrainData
     loss_names: list[str]
-    steps_per_epoch: int
-    num_epochs: int
-    max_steps: int
+
+
+@dataclass
+class TrainState(training.TrainState):
+    """`finetune.training.TrainState` and the masks' micro-batch counter, the epoch's loss sums and
+    the finished epochs' entries."""
+
+    micro_batch: int = 0  # micro-batches of the current optimisation step (0 at every checkpoint)
+    loss_sums: dict[str, float] = field(default_factory=dict)  # this epoch so far, all processes
+    loss_count: int = 0  # micro-batches summed in loss_sums, all processes
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
 
 
 def mask_generator(seed: int, process_index: int, step: int, micro_batch: int) -> torch.Generator:
@@ -455,10 +239,10 @@ def mask_generator(seed: int, process_index: int, step: int, micro_batch: int) -
 
 
 def training_losses(run: Run, batch: dict[str, Any], state: TrainState) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-    """(total loss, named terms) of a batch. A batch whose clips were all unreadable gives a zero loss
-    that still touches every parameter (so all processes stay in step) and no named terms."""
+    """(total loss, named terms) of a batch; a zero loss and no named terms when all its clips were
+    unreadable."""
     if not batch["ids"]:
-        return sum(p.sum() * 0.0 for p in run.model.parameters() if p.requires_grad), None
+        return training.zero_loss(run.model), None
     generator = mask_generator(run.args.seed, run.accelerator.process_index, state.completed_steps, state.micro_batch)
     output = run.model(
         batch["pixel_values"], batch["input_ids"], batch["attention_mask"], tokenizer=run.processor.tokenizer, generator=generator
@@ -471,15 +255,9 @@ def training_losses(run: Run, batch: dict[str, Any], state: TrainState) -> tuple
 def train_step(run: Run, batch: dict[str, Any], state: TrainState) -> dict[str, torch.Tensor] | None:
     """Forward, backward, clip, step inside `accelerator.accumulate` (steps only on sync). Returns the
     named terms (detached) or None for an empty batch."""
-    accelerator, model = run.accelerator, run.model
-    with accelerator.accumulate(model):
+    with run.accelerator.accumulate(run.model):
         loss, losses = training_losses(run, batch, state)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and run.args.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), run.args.max_grad_norm)
-        run.optimizer.step()
-        run.scheduler.step()
-        run.optimizer.zero_grad()
+        training.optimisation_step(run, loss)
     return None if losses is None else {name: value.detach() for name, value in losses.items()}
 
 
@@ -498,12 +276,6 @@ def add_losses(run: Run, state: TrainState, losses: dict[str, torch.Tensor] | No
     return {name: value / count for name, value in zip(run.loss_names, total)}
 
 
-def count_skipped(run: Run, batch: dict[str, Any]) -> int:
-    """Unreadable clips of this batch, summed over processes."""
-    skipped = torch.tensor(int(batch.get("skipped", 0)), device=run.accelerator.device)
-    return int(run.accelerator.reduce(skipped, reduction="sum").item())
-
-
 def log_step(run: Run, state: TrainState, step_losses: list[dict[str, float]]) -> None:
     """Log the optimisation step's mean named losses to the trackers and train_log.jsonl."""
     step_losses = [losses for losses in step_losses if losses]
@@ -513,56 +285,28 @@ def log_step(run: Run, state: TrainState, step_losses: list[dict[str, float]]) -
     entry = {"loss": sum(means.values()), **means, "lr": run.scheduler.get_last_lr()[0]}
     run.accelerator.log({f"train_{key}" if key != "lr" else key: value for key, value in entry.items()}, step=state.completed_steps)
     if run.accelerator.is_main_process:
-        with (Path(run.args.output_dir) / "train_log.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": state.completed_steps, "epoch": state.epoch, **entry}) + "\n")
+        training.append_train_log(run.args, {"step": state.completed_steps, "epoch": state.epoch, **entry})
 
 
 def set_epoch(run: Run, epoch: int) -> None:
-    """Data order and per-item random draws of `epoch` (a pure function of seed and epoch). The
-    prepared loader is told too: Accelerate's loader passes its own iteration count to the sampler and
-    dataset when an iteration starts, and after a resume that count would be behind the real epoch."""
-    if hasattr(run.data.loader, "set_epoch"):
-        run.data.loader.set_epoch(epoch)
-    run.data.sampler.set_epoch(epoch)
-    run.data.dataset.set_epoch(epoch)
-
-
-def epoch_batches(run: Run, state: TrainState) -> Iterator[dict[str, Any]]:
-    """This epoch's batches, skipping those a resumed run already trained on."""
-    loader = run.data.loader
-    if state.batches_in_epoch:
-        logger.info(f"skipping the first {state.batches_in_epoch} batches of epoch {state.epoch} (already trained on)")
-        loader = run.accelerator.skip_first_batches(loader, state.batches_in_epoch)
-    return _without_global_rng(loader)
-
-
-def _without_global_rng(loader: Any) -> Iterator[dict[str, Any]]:
-    """Iterate `loader` leaving the global torch RNG (dropout's) as it was: starting an iterator may
-    draw a base seed from it (the loader `skip_first_batches` builds has no generator of its own),
-    which would make a resumed run's dropout differ from an uninterrupted one's."""
-    iterator = iter(loader)
-    with torch.random.fork_rng(devices=[]):
-        first = next(iterator, None)  # the iterator (and its workers) start here
-    if first is None:
-        return
-    yield first
-    yield from iterator
+    """Seed the training sampler and dataset for `epoch` (`finetune.training.set_epoch`)."""
+    training.set_epoch(run.data.loader, epoch, [run.data.sampler, run.data.dataset])
 
 
 def train(run: Run, state: TrainState) -> bool:
     """The training loop; returns False if stopped early by `--stop_after_step` (a simulated crash)."""
     args, accelerator = run.args, run.accelerator
-    progress = tqdm(range(run.max_steps), initial=state.completed_steps, disable=not accelerator.is_local_main_process, desc="steps")
+    progress = training.progress_bar(run, state)
     run.model.train()
     while state.epoch < run.num_epochs and state.completed_steps < run.max_steps:
         set_epoch(run, state.epoch)
         step_losses: list[dict[str, float]] = []
         saved_at = None
-        for batch in epoch_batches(run, state):
+        for batch in training.epoch_batches(accelerator, run.data.loader, state):
             step_losses.append(add_losses(run, state, train_step(run, batch, state)))
             state.batches_in_epoch += 1
             state.micro_batch += 1
-            state.skipped_clips += count_skipped(run, batch)
+            state.skipped_clips += training.count_skipped(accelerator, batch)
             if not accelerator.sync_gradients:
                 continue
             state.completed_steps += 1
@@ -571,11 +315,9 @@ def train(run: Run, state: TrainState) -> bool:
             log_step(run, state, step_losses)
             progress.set_postfix(loss=f"{sum(step_losses[-1].values()):.3f}" if step_losses[-1] else "-")
             step_losses = []
-            if args.checkpointing_steps and state.completed_steps % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, args, state)
+            if training.checkpoint_if_due(accelerator, args, state):
                 saved_at = state.completed_steps
-            if args.stop_after_step and state.completed_steps >= args.stop_after_step:
-                logger.info(f"--stop_after_step {args.stop_after_step}: stopping without saving")
+            if training.stop_requested(args, state):
                 return False
             if state.completed_steps >= run.max_steps:
                 break
@@ -599,10 +341,7 @@ def end_epoch(run: Run, state: TrainState, saved_at: int | None) -> None:
     state.history.append(entry)
     state.epoch += 1
     state.batches_in_epoch, state.loss_sums, state.loss_count = 0, {}, 0
-    if saved_at != state.completed_steps or run.args.checkpointing_steps is None:
-        save_checkpoint(run.accelerator, run.args, state)
-    elif run.accelerator.is_main_process:  # the step's checkpoint predates the epoch change: record it
-        write_json(checkpoint_root(run.args) / f"step_{state.completed_steps}" / TRAINER_STATE, asdict(state))
+    training.save_epoch_checkpoint(run.accelerator, run.args, state, saved_at)
 
 
 def _epoch_message(entry: dict[str, Any]) -> str:
@@ -700,21 +439,16 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         "`CloverForVideoQA.from_pretrained` loads it with new answer heads, and `finetune/train_qa.py --model` fine-tunes it.",
         "", "## Objective", "", _objective_text(objective),
     ]
-    if _is_synthetic(Path(data.train.csv)):
-        lines += ["", "**Trained on synthetic data** (the procedurally generated moving-shapes clips of "
-                  "`clover.data.synthetic`): its numbers say nothing about real videos."]
+    if training.is_synthetic(Path(data.train.csv)):
+        lines += training.synthetic_warning("clips")
     lines += ["", "## Data", "", "| split | CSV | videos | pairs | missing clips |", "| --- | --- | --- | --- | --- |"]
     for name, pairs in (("train", data.train), ("val", data.val)):
         if pairs is not None:
             lines.append(f"| {name} | `{pairs.csv}` | `{pairs.video_root}` | {len(pairs.pairs)} | {pairs.missing} |")
-    settings = {
-        "learning rate": args.learning_rate, "weight decay (rank >= 2 only)": args.weight_decay, "warm-up ratio": args.warmup_ratio,
-        "max grad norm": args.max_grad_norm,
-        "batch (per device x processes x accumulation)": f"{args.per_device_train_batch_size} x {run.accelerator.num_processes} x {args.gradient_accumulation_steps}",
-        "steps": metrics["completed_steps"], "epochs": metrics["epochs"], "mixed precision": run.accelerator.mixed_precision,
-        "seed": args.seed, "unreadable training clips": metrics["skipped_training_clips"],
-    }
-    lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in settings.items()]]
+    lines += training.settings_table({
+        "learning rate": args.learning_rate, "weight decay (rank >= 2 only)": args.weight_decay,
+        **training.run_settings(run, metrics), "unreadable training clips": metrics["skipped_training_clips"],
+    })
     if metrics["final_losses"]:
         lines += ["", "## Final losses (mean over the last epoch)", "", "| loss | value |", "| --- | --- |"]
         lines += [f"| {name} | {value:.4f} |" for name, value in metrics["final_losses"].items()]
@@ -738,12 +472,6 @@ def _objective_text(objective: dict[str, Any]) -> str:
     return text
 
 
-def _is_synthetic(path: Path) -> bool:
-    """The synthetic benchmark writes scenes.json next to its webvid/ folder."""
-    folder = path if path.is_dir() else path.parent
-    return (folder / "scenes.json").is_file() or (folder.parent / "scenes.json").is_file()
-
-
 def save_outputs(run: Run, state: TrainState) -> dict[str, Any]:
     """metrics.json, README.md, then the model and processor, written into a temporary folder and moved
     into the output directory file by file (its checkpoints/ and logs stay)."""
@@ -757,26 +485,20 @@ def save_outputs(run: Run, state: TrainState) -> dict[str, Any]:
         run.processor.save_pretrained(temp)
         write_json(temp / "metrics.json", metrics)
         (temp / "README.md").write_text(model_card(run, metrics), encoding="utf-8")
-        for item in temp.iterdir():
-            item.replace(output / item.name)
-        temp.rmdir()
+        training.replace_model_files(temp, output)
         logger.info(f"saved the pre-trained model to {output}")
     run.accelerator.wait_for_everyone()
     return metrics
 
 
 def log_summary(run: Run) -> None:
-    args, accelerator = run.args, run.accelerator
-    total_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("***** Running pre-training *****")
-    logger.info(f"  Objective = {args.objective} (losses: {', '.join(run.loss_names)})")
-    logger.info(f"  Num pairs = {len(run.data.train.pairs)} (missing clips skipped: {run.data.train.missing})")
-    logger.info(f"  Num val pairs = {len(run.data.val.pairs) if run.data.val else 0}")
-    logger.info(f"  Num epochs = {run.num_epochs}")
-    logger.info(f"  Instantaneous batch size per device = {args.per_device_train_batch_size}")
-    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch}")
-    logger.info(f"  Gradient accumulation steps = {args.gradient_accumulation_steps}")
-    logger.info(f"  Total optimization steps = {run.max_steps}")
+    """The objective and the pairs, then `finetune.training.log_summary`'s lines."""
+    train, val = run.data.train, run.data.val
+    training.log_summary(run, "Running pre-training", [
+        f"Objective = {run.args.objective} (losses: {', '.join(run.loss_names)})",
+        f"Num pairs = {len(train.pairs)} (missing clips skipped: {train.missing})",
+        f"Num val pairs = {len(val.pairs) if val else 0}",
+    ])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -785,32 +507,21 @@ def log_summary(run: Run) -> None:
 
 
 def setup(args: argparse.Namespace) -> Run:
-    """Every stage before the loop, in the no_trainer order, ending with `prepare`."""
-    accelerator = setup_accelerator(args)
+    """Every stage before the loop, in the no_trainer order, ending with `prepare` and the summary log."""
+    accelerator = training.setup_accelerator(args)
     model = build_model(args)
-    processor = build_processor(args, model.config)
+    processor = training.build_processor(args, model.config)
     data = build_dataloaders(args, accelerator, processor)
-    steps_per_epoch, num_epochs, max_steps = training_length(args, data.sampler)
-    optimizer, scheduler = build_optimizer(model, args, accelerator.num_processes, max_steps)
-    model, optimizer, data.loader, scheduler = accelerator.prepare(model, optimizer, data.loader, scheduler)
+    run = training.prepare_run(Run, args, accelerator, model, processor, data, "clover_pretrain", loss_names=loss_names(model.config))
+    log_summary(run)
     if data.eval_loader is not None:
         data.eval_loader = accelerator.prepare(data.eval_loader)
-    if args.with_tracking:
-        accelerator.init_trackers("clover_pretrain", config={k: str(v) if isinstance(v, list) else v for k, v in vars(args).items() if v is not None})
-    names = loss_names(accelerator.unwrap_model(model).config)
-    return Run(args, accelerator, model, processor, optimizer, scheduler, data, names, steps_per_epoch, num_epochs, max_steps)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Pre-train, evaluate and save; returns the final metrics (None when stopped by --stop_after_step)."""
-    args = parse_args(argv)
-    run = setup(args)
-    state = resume(run.accelerator, args)
-    log_summary(run)
-    finished = train(run, state)
-    metrics = save_outputs(run, state) if finished else None
-    run.accelerator.end_training()
-    return metrics
+    return training.resume_and_train(setup(parse_args(argv)), TrainState, train, save_outputs)
 
 
 if __name__ == "__main__":
