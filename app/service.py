@@ -207,7 +207,9 @@ class VideoQAService:
         """Run `call`, turning the library's user-facing errors into ServiceError."""
         try:
             return call()
-        except (InputError, VideoReadError) as error:
+        except VideoReadError as error:  # the file's name only: the server's directories are not the user's business
+            raise ServiceError(f"cannot read video {Path(error.path).name!r}: {error.reason}") from error
+        except InputError as error:
             raise ServiceError(str(error)) from error
         except FileNotFoundError as error:
             raise ServiceError(f"video file {Path(error.filename or '').name!r} not found") from error
