@@ -12,7 +12,7 @@ import sys
 
 from app.service import ServiceError
 from app.settings import Settings, parse_settings
-from app.ui import ServiceHolder, build_demo
+from app.ui import ServiceHolder, build_demo, serve
 
 settings: Settings = parse_settings(sys.argv[1:] if __name__ == "__main__" else None)
 holder = ServiceHolder(settings)
@@ -20,12 +20,14 @@ demo = build_demo(settings, holder)
 
 
 def main() -> None:
-    """Load the model (a clear one-line error if it cannot be), then serve until interrupted."""
+    """Load the model (a clear one-line error if it cannot be), then serve until interrupted (Ctrl-C or
+    SIGTERM), removing the cached uploads on the way out."""
     try:
         holder.get()
     except ServiceError as error:
         sys.exit(f"error: {error}")
-    demo.launch(
+    serve(
+        demo,
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,

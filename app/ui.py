@@ -15,10 +15,12 @@ in Gradio's cache, which `delete_cache` prunes hourly and Gradio removes at shut
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -215,6 +217,43 @@ class Handlers:
     def describe_clips(self, clips: list[str]) -> str:
         names = clip_names([*self.example_clips, *clips])
         return f"Searching {len(names)} clips: " + ", ".join(names) if names else "No clips yet."
+
+
+# ---------------------------------------------------------------------------------------- serving
+def serve(demo: gr.Blocks, **launch_kwargs: Any) -> None:
+    """`demo.launch(**launch_kwargs)` until Ctrl-C or SIGTERM, then delete the uploads it holds.
+
+    Gradio deletes its cached files in its server's shutdown hook, which does not run when the main
+    thread is interrupted (Ctrl-C) and not at all on SIGTERM (what `docker stop` and Spaces send): the
+    uploads stayed on disk. Here SIGTERM stops the server like Ctrl-C, and the files are removed after.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, as Ctrl-C does
+    try:
+        demo.launch(**launch_kwargs)
+    except KeyboardInterrupt:
+        demo.close()
+    finally:
+        removed = delete_uploads(demo)
+        logger.info("removed %d cached upload(s) at shutdown", removed)
+
+
+def delete_uploads(demo: gr.Blocks) -> int:
+    """Delete every file Gradio cached for `demo` (uploads, webcam recordings, gallery images) and the
+    per-file folders that held them; returns how many files were removed."""
+    removed = 0
+    for file_set in demo.temp_file_sets:
+        for name in list(file_set):
+            path = Path(name)
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # Gradio's <sha256> folder, once empty
+            file_set.discard(name)
+    return removed
 
 
 # -------------------------------------------------------------------------------------- layout
