@@ -91,13 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Cross-argument checks, reported like argparse's own errors."""
-    if (args.model is None) == (args.preset is None):
-        parser.error("pass exactly one of --model (a checkpoint) and --preset (a new model)")
-    if args.model and (args.text_backbone or args.video_swin_checkpoint or args.num_frames):
-        parser.error("--text_backbone, --video_swin_checkpoint and --num_frames go with --preset")
+    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--num_frames"])
     if args.objective == "pairwise" and (args.no_ranking_loss or args.no_masked_positives):
         parser.error("--no_ranking_loss and --no_masked_positives are ablations of --objective clover")
-    args.per_device_eval_batch_size = args.per_device_eval_batch_size or args.per_device_train_batch_size
     args.val_video_root = args.val_video_root or args.video_root
 
 
@@ -276,16 +272,18 @@ def add_losses(run: Run, state: TrainState, losses: dict[str, torch.Tensor] | No
     return {name: value / count for name, value in zip(run.loss_names, total)}
 
 
-def log_step(run: Run, state: TrainState, step_losses: list[dict[str, float]]) -> None:
-    """Log the optimisation step's mean named losses to the trackers and train_log.jsonl."""
+def log_step(run: Run, state: TrainState, step_losses: list[dict[str, float]]) -> float | None:
+    """Log the optimisation step's mean named losses to the trackers and train_log.jsonl; return their
+    sum (None when no process had a readable batch)."""
     step_losses = [losses for losses in step_losses if losses]
     if not step_losses:
-        return
+        return None
     means = {name: float(np.mean([losses[name] for losses in step_losses])) for name in run.loss_names}
     entry = {"loss": sum(means.values()), **means, "lr": run.scheduler.get_last_lr()[0]}
     run.accelerator.log({f"train_{key}" if key != "lr" else key: value for key, value in entry.items()}, step=state.completed_steps)
     if run.accelerator.is_main_process:
         training.append_train_log(run.args, {"step": state.completed_steps, "epoch": state.epoch, **entry})
+    return entry["loss"]
 
 
 def set_epoch(run: Run, epoch: int) -> None:
@@ -294,36 +292,21 @@ def set_epoch(run: Run, epoch: int) -> None:
 
 
 def train(run: Run, state: TrainState) -> bool:
-    """The training loop; returns False if stopped early by `--stop_after_step` (a simulated crash)."""
-    args, accelerator = run.args, run.accelerator
-    progress = training.progress_bar(run, state)
-    run.model.train()
-    while state.epoch < run.num_epochs and state.completed_steps < run.max_steps:
-        set_epoch(run, state.epoch)
-        step_losses: list[dict[str, float]] = []
-        saved_at = None
-        for batch in training.epoch_batches(accelerator, run.data.loader, state):
-            step_losses.append(add_losses(run, state, train_step(run, batch, state)))
-            state.batches_in_epoch += 1
-            state.micro_batch += 1
-            state.skipped_clips += training.count_skipped(accelerator, batch)
-            if not accelerator.sync_gradients:
-                continue
-            state.completed_steps += 1
-            state.micro_batch = 0
-            progress.update(1)
-            log_step(run, state, step_losses)
-            progress.set_postfix(loss=f"{sum(step_losses[-1].values()):.3f}" if step_losses[-1] else "-")
-            step_losses = []
-            if training.checkpoint_if_due(accelerator, args, state):
-                saved_at = state.completed_steps
-            if training.stop_requested(args, state):
-                return False
-            if state.completed_steps >= run.max_steps:
-                break
-        end_epoch(run, state, saved_at)
-    progress.close()
-    return True
+    """The training loop (`finetune.training.train_loop`); False if stopped by `--stop_after_step`."""
+    return training.train_loop(run, state, set_epoch=set_epoch, micro_step=micro_step, step_done=step_done, end_epoch=end_epoch)
+
+
+def micro_step(run: Run, state: TrainState, batch: dict[str, Any]) -> dict[str, float]:
+    """`train_step`, its named losses added to the epoch's sums; counts the step's micro-batches (the masks' seed)."""
+    losses = add_losses(run, state, train_step(run, batch, state))
+    state.micro_batch += 1
+    return losses
+
+
+def step_done(run: Run, state: TrainState, step_losses: list[dict[str, float]], batch: dict[str, Any]) -> float | None:
+    """Log the finished optimisation step and restart the micro-batch count; the step's total loss."""
+    state.micro_batch = 0
+    return log_step(run, state, step_losses)
 
 
 def end_epoch(run: Run, state: TrainState, saved_at: int | None) -> None:

@@ -98,10 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Cross-argument checks, reported like argparse's own errors."""
-    if (args.model is None) == (args.preset is None):
-        parser.error("pass exactly one of --model (a checkpoint) and --preset (a new model)")
-    if args.model and (args.text_backbone or args.video_swin_checkpoint or args.video_backbone or args.num_frames):
-        parser.error("--text_backbone, --video_swin_checkpoint, --video_backbone and --num_frames go with --preset")
+    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--video_backbone", "--num_frames"])
     for name in ("annotations", "videos"):
         if len(getattr(args, name)) not in (1, len(args.task)):
             parser.error(f"--{name} takes one value or one per task ({len(args.task)})")
@@ -109,7 +106,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"a task is repeated: {args.task}")
     if args.merge_lora and args.train != "lora":
         parser.error("--merge_lora goes with --train lora")
-    args.per_device_eval_batch_size = args.per_device_eval_batch_size or args.per_device_train_batch_size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,9 +352,9 @@ def evaluate_and_keep_best(run: Run, state: TrainState) -> None:
         save_model(run.accelerator, run.model, run.processor, Path(run.args.output_dir) / "best", run.args.merge_lora)
 
 
-def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dict[str, Any]) -> None:
+def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dict[str, Any]) -> float:
     """Log the optimisation step's mean loss (averaged over processes) to the trackers and train_log.jsonl
-    (with the main process's last batch of record ids, to check the data order)."""
+    (with the main process's last batch of record ids, to check the data order); return that loss."""
     loss = run.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
     lr = run.scheduler.get_last_lr()[0]
     run.accelerator.log({"train_loss": loss, "lr": lr}, step=state.completed_steps)
@@ -366,38 +362,19 @@ def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dic
         training.append_train_log(run.args, {
             "step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, "lr": lr, "ids": batch["ids"]
         })
+    return loss
 
 
 def train(run: Run, state: TrainState) -> bool:
-    """The training loop; returns False if stopped early by `--stop_after_step` (a simulated crash)."""
-    args, accelerator = run.args, run.accelerator
-    progress = training.progress_bar(run, state)
-    run.model.train()
-    while state.epoch < run.num_epochs and state.completed_steps < run.max_steps:
-        set_epoch(run, state.epoch)
-        losses: list[torch.Tensor] = []
-        saved_at = None
-        for batch in training.epoch_batches(accelerator, run.data.loader, state):
-            losses.append(train_step(run, batch))
-            state.batches_in_epoch += 1
-            state.skipped_clips += training.count_skipped(accelerator, batch)
-            if not accelerator.sync_gradients:
-                continue
-            state.completed_steps += 1
-            progress.update(1)
-            log_step(run, state, losses, batch)
-            losses = []
-            if training.checkpoint_if_due(accelerator, args, state):
-                saved_at = state.completed_steps
-            if args.eval_steps and state.completed_steps % args.eval_steps == 0:
-                evaluate_and_keep_best(run, state)
-            if training.stop_requested(args, state):
-                return False
-            if state.completed_steps >= run.max_steps:
-                break
-        end_epoch(run, state, saved_at)
-    progress.close()
-    return True
+    """The training loop (`finetune.training.train_loop`); False if stopped by `--stop_after_step`."""
+    return training.train_loop(
+        run, state, set_epoch=set_epoch, micro_step=micro_step, step_done=log_step, end_epoch=end_epoch, evaluate=evaluate_and_keep_best
+    )
+
+
+def micro_step(run: Run, state: TrainState, batch: dict[str, Any]) -> torch.Tensor:
+    """`train_step` in the loop: the micro-batch's loss, for the step's log."""
+    return train_step(run, batch)
 
 
 def end_epoch(run: Run, state: TrainState, saved_at: int | None) -> None:

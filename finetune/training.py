@@ -1,9 +1,10 @@
 """The training machinery `finetune/train_qa.py` and `finetune/pretrain.py` share.
 
 Each script keeps what is its own (arguments, data, model, loss, evaluation, outputs); this module holds
-the stages that are the same in both, in the order the scripts run them: the Accelerator, the
-processor, the optimizer and schedule, the training length, the loop's optimisation step and epoch
-seeding, atomic checkpoints with resume, and the shared parts of the summary log and model card.
+the stages that are the same in both, in the order the scripts run them: the shared flags, the
+Accelerator, the processor, the (seed, epoch) batch order, the optimizer and schedule, `prepare`,
+resume, the training loop (the script passes in its micro-step, step log, end of epoch and evaluation),
+atomic checkpoints, and the shared parts of the summary log and model card.
 
 Exact resume rests on three things kept here: checkpoints are written into a temporary folder,
 renamed, and get their `COMPLETE` marker last (a half-written one is never resumed from); the
@@ -76,6 +77,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     run.add_argument("--report_to", default="tensorboard", help="Accelerate tracker(s) used with --with_tracking")
     run.add_argument("--stop_after_step", type=int, default=None, help=argparse.SUPPRESS)  # debug: stop like a crash
     return run
+
+
+def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, preset_flags: Sequence[str]) -> None:
+    """Checks both scripts make, reported like argparse's own errors: exactly one of --model and
+    --preset, and `preset_flags` (how a new model is built) only with --preset. Also fills in the
+    default eval batch size (the train batch size)."""
+    if (args.model is None) == (args.preset is None):
+        parser.error("pass exactly one of --model (a checkpoint) and --preset (a new model)")
+    if args.model and any(getattr(args, flag.removeprefix("--")) for flag in preset_flags):
+        parser.error(f"{', '.join(preset_flags[:-1])} and {preset_flags[-1]} go with --preset")
+    args.per_device_eval_batch_size = args.per_device_eval_batch_size or args.per_device_train_batch_size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,6 +301,8 @@ State = TypeVar("State", bound=TrainState)
 
 
 class EpochSeeded(Protocol):
+    """A batch sampler or dataset whose random draws are a function of (seed, epoch)."""
+
     def set_epoch(self, epoch: int) -> None: ...
 
 
@@ -340,9 +354,56 @@ def count_skipped(accelerator: Accelerator, batch: dict[str, Any]) -> int:
     return int(accelerator.reduce(skipped, reduction="sum").item())
 
 
-def progress_bar(run: Run, state: TrainState) -> tqdm:
-    """Optimisation steps, from where a resumed run starts, on the local main process only."""
-    return tqdm(range(run.max_steps), initial=state.completed_steps, disable=not run.accelerator.is_local_main_process, desc="steps")
+def train_loop(
+    run: RunType,
+    state: State,
+    *,
+    set_epoch: Callable[[RunType, int], None],
+    micro_step: Callable[[RunType, State, dict[str, Any]], Any],
+    step_done: Callable[[RunType, State, list[Any], dict[str, Any]], float | None],
+    end_epoch: Callable[[RunType, State, int | None], None],
+    evaluate: Callable[[RunType, State], None] | None = None,
+) -> bool:
+    """The training loop of both scripts, from `state` (fresh or resumed) to `run.max_steps`; False if
+    `--stop_after_step` stopped it (a simulated crash). The script supplies its parts:
+
+    - `set_epoch(run, epoch)`: seed the data for the epoch (see `set_epoch` here);
+    - `micro_step(run, state, batch)`: train on one micro-batch, return what the step's log needs;
+    - `step_done(run, state, outputs, batch)`: an optimisation step finished (`outputs` of its
+      micro-batches, `batch` the last one): log it, return its loss for the progress bar;
+    - `end_epoch(run, state, saved_at)`: move `state` to the next epoch and checkpoint it
+      (`save_epoch_checkpoint`; `saved_at` is the step last checkpointed in this epoch);
+    - `evaluate(run, state)`: every `--eval_steps` steps, after that step's checkpoint.
+    """
+    progress = tqdm(range(run.max_steps), initial=state.completed_steps, disable=not run.accelerator.is_local_main_process, desc="steps")
+    run.model.train()
+    while state.epoch < run.num_epochs and state.completed_steps < run.max_steps:
+        set_epoch(run, state.epoch)
+        outputs: list[Any] = []
+        saved_at = None
+        for batch in epoch_batches(run.accelerator, run.data.loader, state):
+            outputs.append(micro_step(run, state, batch))
+            state.batches_in_epoch += 1
+            state.skipped_clips += count_skipped(run.accelerator, batch)
+            if not run.accelerator.sync_gradients:
+                continue
+            state.completed_steps += 1
+            progress.update(1)
+            loss = step_done(run, state, outputs, batch)
+            progress.set_postfix(loss="-" if loss is None else f"{loss:.3f}")
+            outputs = []
+            if checkpoint_if_due(run.accelerator, run.args, state):
+                saved_at = state.completed_steps
+            eval_steps = getattr(run.args, "eval_steps", None)
+            if evaluate is not None and eval_steps and state.completed_steps % eval_steps == 0:
+                evaluate(run, state)
+            if stop_requested(run.args, state):
+                return False
+            if state.completed_steps >= run.max_steps:
+                break
+        end_epoch(run, state, saved_at)
+    progress.close()
+    return True
 
 
 def stop_requested(args: argparse.Namespace, state: TrainState) -> bool:
