@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import random
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,8 +38,8 @@ from accelerate.logging import get_logger
 from torch.utils.data import ConcatDataset, DataLoader
 
 from clover.configuration_clover import QA_HEADS, CloverConfig
-from clover.data.annotations import TASKS
-from clover.data.datasets import VideoQADataset
+from clover.data.annotations import TASKS, Record
+from clover.data.datasets import VIDEO_INPUTS, VideoQADataset
 from clover.metrics import metrics_markdown, selection_score
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
@@ -76,6 +77,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--val_fraction", type=float, default=0.1, help="TGIF val carved from Train, by clip")
     data.add_argument("--num_workers", type=int, default=2)
     data.add_argument("--skip_test", action="store_true", help="do not evaluate on the test split at the end")
+    data.add_argument("--train_fraction", type=float, default=1.0, help="train on this fraction of each task's training questions (seeded)")
+    data.add_argument("--video_input", choices=VIDEO_INPUTS, default="full",
+                      help="baselines: 'middle' shows only the middle frame, 'none' a blank clip (text only), in training and evaluation")
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="a Clover checkpoint directory or hub name (pre-training or QA)")
     model.add_argument("--preset", choices=["clover-tiny", "clover-base"], help="a new model of this size (instead of --model)")
@@ -121,10 +125,21 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
         annotations = args.annotations[i if len(args.annotations) > 1 else 0]
         videos = args.videos[i if len(args.videos) > 1 else 0]
         data = load_task(task, annotations, videos, splits=splits, val_fraction=args.val_fraction, seed=args.seed)
+        data.splits["train"] = subsample(data.splits["train"], args.train_fraction, args.seed)
         if not data.splits["train"]:
             raise SystemExit(f"{task}: no train questions in {annotations} (run python -m finetune.check_data)")
         tasks.append(data)
     return tasks
+
+
+def subsample(records: list[Record], fraction: float, seed: int) -> list[Record]:
+    """A seeded random `fraction` of the records, in their original order (all of them at 1.0)."""
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--train_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), max(1, round(fraction * len(records)))))
+    return [records[i] for i in keep]
 
 
 class TaskBatchSampler(training.EpochBatchSampler):
@@ -162,7 +177,7 @@ class TrainData:
 
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks: list[TaskData], processor: CloverProcessor, label2id: dict[str, int]) -> TrainData:
     """A VideoQADataset per task and split; one training loader over all tasks (batches of one task)."""
-    datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True) for data in tasks]
+    datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True, video_input=args.video_input) for data in tasks]
     sampler = TaskBatchSampler([len(d) for d in datasets], args.per_device_train_batch_size, accelerator.num_processes, args.seed)
     loader = DataLoader(
         IndexedDataset(ConcatDataset(datasets)),
@@ -176,15 +191,17 @@ def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks:
     return TrainData(loader, sampler, datasets, eval_loaders, test_loaders)
 
 
-def _dataset(data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, train: bool) -> VideoQADataset:
+def _dataset(
+    data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, train: bool, video_input: str
+) -> VideoQADataset:
     return VideoQADataset(
         data.splits[split], data.videos, processor, kind=data.kind,
-        answer_to_label=label2id if data.kind == "open" else None, training=train, seed=seed,
+        answer_to_label=label2id if data.kind == "open" else None, training=train, seed=seed, video_input=video_input,
     )
 
 
 def _eval_loader(args: argparse.Namespace, data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int]) -> DataLoader:
-    dataset = _dataset(data, split, processor, label2id, args.seed, train=False)
+    dataset = _dataset(data, split, processor, label2id, args.seed, train=False, video_input=args.video_input)
     return DataLoader(
         IndexedDataset(dataset), batch_size=args.per_device_eval_batch_size, shuffle=False,
         collate_fn=Collator(processor, [0], [data.name]), num_workers=args.num_workers,

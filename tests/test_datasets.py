@@ -142,3 +142,17 @@ def test_bad_arguments_are_refused(processor, videos):
         VideoQADataset(open_records(), videos, processor, kind="frameqa")
     with pytest.raises(ValueError, match="need candidates"):
         VideoQADataset(open_records(), videos, processor, kind="mc")
+
+
+def test_video_input_baselines(processor, videos):
+    """'middle' shows the middle frame in every slot, 'none' a blank clip (the normalised mean colour)."""
+    full, middle, blank = (
+        VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={"red": 0}, video_input=mode)[0]
+        for mode in ("full", "middle", "none")
+    )
+    frames = middle["pixel_values"]
+    assert all(torch.equal(frames[i], frames[0]) for i in range(T))
+    assert torch.equal(frames[0], full["pixel_values"][T // 2])
+    assert torch.count_nonzero(blank["pixel_values"]) == 0 and blank["pixel_values"].shape == (T, 3, S, S)
+    with pytest.raises(ValueError, match="video_input must be one of"):
+        VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={}, video_input="audio")

@@ -204,3 +204,13 @@ def test_two_processes_give_the_gradients_of_one(bench: Path, tmp_path: Path) ->
     assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 100
     for name, grad in one["grads"].items():
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_train_fraction_keeps_a_seeded_subset_in_order():
+    from finetune.train_qa import subsample
+
+    records = [{"id": str(i)} for i in range(100)]
+    kept = subsample(records, 0.1, seed=3)
+    assert len(kept) == 10 and kept == sorted(kept, key=lambda r: int(r["id"]))
+    assert kept == subsample(records, 0.1, seed=3) and kept != subsample(records, 0.1, seed=4)
+    assert subsample(records, 1.0, seed=3) is records

@@ -35,13 +35,25 @@ TaskKind = Literal["open", "mc", "count"]
 KINDS = ("open", "mc", "count")
 
 
-class _ClipDataset(Dataset):
-    """Shared by both datasets: clip reading with per-item random generators and skip accounting."""
+VIDEO_INPUTS = ("full", "middle", "none")
 
-    def __init__(self, videos_dir: str | os.PathLike, processor: CloverProcessor, *, training: bool, seed: int) -> None:
+
+class _ClipDataset(Dataset):
+    """Shared by both datasets: clip reading with per-item random generators and skip accounting.
+
+    `video_input` is for ablations and baselines: "full" (the sampled frames), "middle" (every frame
+    replaced by the middle one: a single-frame model) or "none" (a blank clip: a text-only model).
+    """
+
+    def __init__(
+        self, videos_dir: str | os.PathLike, processor: CloverProcessor, *, training: bool, seed: int, video_input: str = "full"
+    ) -> None:
+        if video_input not in VIDEO_INPUTS:
+            raise ValueError(f"video_input must be one of {VIDEO_INPUTS}, got {video_input!r}")
         self.videos_dir = Path(videos_dir)
         self.processor = processor
         self.training = training
+        self.video_input = video_input
         self.seed = int(seed)
         self.epoch = 0
         self.skipped = 0  # unreadable clips met by this process (see the module docstring)
@@ -60,6 +72,9 @@ class _ClipDataset(Dataset):
     def _read_clip(self, video: str, index: int) -> torch.Tensor | None:
         """The preprocessed clip `(T, 3, S, S)` of `videos_dir / video`, or None if it cannot be read."""
         path = self.videos_dir / video
+        if self.video_input == "none":  # zeros are the normalised mean colour: no visual information
+            size = self.processor.image_size
+            return torch.zeros(self.processor.num_frames, 3, size, size)
         rng, crop = self._generators(index)
         try:
             if not path.is_file():
@@ -68,6 +83,8 @@ class _ClipDataset(Dataset):
         except VideoReadError as error:
             self._skip(path, error.reason)
             return None
+        if self.video_input == "middle":
+            frames = np.repeat(frames[len(frames) // 2][None], len(frames), axis=0)  # (T, H, W, 3), one frame
         return self.processor.preprocess_frames(frames, training=self.training, generator=crop)  # (T, 3, S, S)
 
     def _skip(self, path: Path, reason: str) -> None:
@@ -106,8 +123,9 @@ class VideoQADataset(_ClipDataset):
         answer_to_label: Mapping[str, int] | None = None,
         training: bool = False,
         seed: int = 0,
+        video_input: str = "full",
     ) -> None:
-        super().__init__(videos_dir, processor, training=training, seed=seed)
+        super().__init__(videos_dir, processor, training=training, seed=seed, video_input=video_input)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
         if kind == "open" and answer_to_label is None:

@@ -1,0 +1,196 @@
+"""Make the bundled demo checkpoint, end to end, on a CPU.
+
+    python -m finetune.make_demo                    # about 30 minutes on 2 CPU cores
+
+1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
+2. pre-train clover-tiny on its captions with the Clover objective (`finetune.pretrain`);
+3. fine-tune one model on all five question sets at once (TGIF-Action, -Transition, -FrameQA, -Count
+   and MSVD-style open-ended questions), so that it answers open-ended, multiple-choice and count
+   questions (`finetune.train_qa`), and evaluate it on the test split;
+4. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
+   the test split (clips no model saw in training), as MP4 and GIF, with their questions and true
+   answers, into `examples/` and `examples/examples.json`.
+
+Every step is an ordinary command of the project with its own flags; this script only chains them
+with settings that fit the time budget, and records them in `examples/checkpoint/recipe.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from clover.data.annotations import load_annotations
+from clover.inference import CloverInference
+from clover.data.synthetic import generate_benchmark
+from clover.video import probe_video, read_frames, write_video
+from finetune import pretrain as pretraining
+from finetune import train_qa
+
+logger = logging.getLogger("make_demo")
+
+# The five question sets: task name, annotation folder and video folder inside the benchmark.
+TASKS = [
+    ("tgif-action", "tgif", "tgif/gifs"),
+    ("tgif-transition", "tgif", "tgif/gifs"),
+    ("tgif-frameqa", "tgif", "tgif/gifs"),
+    ("tgif-count", "tgif", "tgif/gifs"),
+    ("msvd-qa", "msvd", "msvd"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Make the demo checkpoint: data, pre-training, fine-tuning, examples.")
+    parser.add_argument("--data", default="data/synthetic", help="benchmark folder (generated when missing)")
+    parser.add_argument("--work_dir", default="runs/demo", help="pre-training and fine-tuning runs")
+    parser.add_argument("--output", default="examples/checkpoint", help="where the demo checkpoint goes")
+    parser.add_argument("--examples_dir", default="examples", help="where example clips and examples.json go")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain_epochs", type=int, default=4)
+    parser.add_argument("--pretrain_lr", type=float, default=5e-4)
+    parser.add_argument("--finetune_epochs", type=int, default=3)
+    parser.add_argument("--finetune_lr", type=float, default=5e-4)
+    parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--skip_pretraining", action="store_true", help="fine-tune from scratch (for comparison)")
+    parser.add_argument("--num_examples", type=int, default=8)
+    return parser.parse_args(argv)
+
+
+def ensure_benchmark(data: Path, seed: int) -> None:
+    """Generate the benchmark with its default sizes unless a complete one is already there."""
+    if (data / "metadata.json").exists():
+        logger.info("using the benchmark in %s", data)
+        return
+    logger.info("generating the synthetic benchmark into %s", data)
+    generate_benchmark(data, seed=seed, workers=2)
+
+
+def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
+    pretraining.main([
+        "--preset", "clover-tiny",
+        "--train_csv", str(data / "webvid/results.csv"),
+        "--val_csv", str(data / "webvid/results_val.csv"),
+        "--video_root", str(data / "webvid/videos"),
+        "--output_dir", str(out),
+        "--objective", "clover",
+        "--learning_rate", str(args.pretrain_lr),
+        "--num_train_epochs", str(args.pretrain_epochs),
+        "--per_device_train_batch_size", str(args.batch_size),
+        "--num_workers", str(args.num_workers),
+        "--seed", str(args.seed),
+        "--checkpointing_steps", "100",
+    ])
+    return out
+
+
+def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
+    start_args = ["--model", str(start)] if start is not None else ["--preset", "clover-tiny"]
+    return train_qa.main([
+        *start_args,
+        "--task", *[task for task, _, _ in TASKS],
+        "--annotations", *[str(data / folder) for _, folder, _ in TASKS],
+        "--videos", *[str(data / videos) for _, _, videos in TASKS],
+        "--output_dir", str(out),
+        "--learning_rate", str(args.finetune_lr),
+        "--head_lr_multiplier", str(args.head_lr_multiplier),
+        "--num_train_epochs", str(args.finetune_epochs),
+        "--per_device_train_batch_size", str(args.batch_size),
+        "--num_workers", str(args.num_workers),
+        "--seed", str(args.seed),
+        "--checkpointing_steps", "200",
+    ])
+
+
+def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> None:
+    """Copy the fine-tuned model, its processor, model card and metrics; record the recipe."""
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    for item in run_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, output / item.name)
+    (output / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+
+
+def pick_examples(data: Path, checkpoint: Path, examples_dir: Path, count: int) -> list[dict[str, Any]]:
+    """Test-split questions the demo model answers correctly, one or two per task, as MP4 and GIF clips.
+
+    The gallery shows what the model can do; the full test accuracy is in the model card and in
+    docs/results.md. Clips are copied (GIF) or re-encoded (MP4, from the GIF's frames) into
+    `examples/clips/`.
+    """
+    engine = CloverInference.from_pretrained(checkpoint)
+    clips_dir = examples_dir / "clips"
+    if clips_dir.exists():
+        shutil.rmtree(clips_dir)
+    clips_dir.mkdir(parents=True)
+    chosen: list[dict[str, Any]] = []
+    per_task = max(1, count // len(TASKS))
+    for index, (task, folder, videos) in enumerate(TASKS):
+        found = 0
+        for record in load_annotations(task, data / folder, "test"):
+            if found == per_task + (1 if index < count % len(TASKS) else 0):
+                break
+            source = data / videos / record["video"]
+            as_mp4 = len(chosen) % 2 == 0
+            target = clips_dir / (Path(record["video"]).stem + (".mp4" if as_mp4 else source.suffix))
+            example = _example(record, target.relative_to(examples_dir))
+            if not _answers_correctly(engine, source, example):
+                continue
+            if as_mp4:
+                write_video(target, read_frames(source, num_frames=_frame_count(source)), fps=8)
+            else:
+                shutil.copy2(source, target)
+            chosen.append(example)
+            found += 1
+    (examples_dir / "examples.json").write_text(json.dumps(chosen, indent=2) + "\n")
+    return chosen
+
+
+def _example(record: dict[str, Any], video: Path) -> dict[str, Any]:
+    example = {"video": str(video), "question": record["question"]}
+    if record.get("candidates"):
+        example["candidates"] = record["candidates"]
+        example["answer"] = record["candidates"][record["answer"]]
+    else:
+        example["answer"] = str(record["answer"])
+    return example
+
+
+def _answers_correctly(engine: Any, clip_path: Path, example: dict[str, Any]) -> bool:
+    clip = engine.clip_features(clip_path)
+    if "candidates" in example:
+        prediction = engine.choose(clip, example["question"], example["candidates"])
+    else:
+        prediction = engine.answer(clip, example["question"])
+    return prediction.answers[0][0] == example["answer"]
+
+
+def _frame_count(path: Path) -> int:
+    return probe_video(path).num_frames or 32
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    args = parse_args(argv)
+    started = time.time()
+    data, work = Path(args.data), Path(args.work_dir)
+    ensure_benchmark(data, args.seed)
+    start = None if args.skip_pretraining else pretrain(args, data, work / "pretrain")
+    metrics = finetune(args, data, start, work / "finetune")
+    recipe = {"command": "python -m finetune.make_demo", "arguments": vars(args), "minutes": round((time.time() - started) / 60, 1)}
+    export_checkpoint(work / "finetune", Path(args.output), recipe)
+    examples = pick_examples(data, Path(args.output), Path(args.examples_dir), args.num_examples)
+    logger.info("demo checkpoint in %s after %.1f minutes; %d examples", args.output, recipe["minutes"], len(examples))
+    return {"metrics": metrics, "examples": examples, "minutes": recipe["minutes"]}
+
+
+if __name__ == "__main__":
+    main()
