@@ -77,6 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--val_fraction", type=float, default=0.1, help="TGIF val carved from Train, by clip")
     data.add_argument("--num_workers", type=int, default=2)
     data.add_argument("--skip_test", action="store_true", help="do not evaluate on the test split at the end")
+    data.add_argument("--skip_val", action="store_true", help="no validation (and no best/ checkpoint): fixed-budget comparisons")
     data.add_argument("--train_fraction", type=float, default=1.0, help="train on this fraction of each task's training questions (seeded)")
     data.add_argument("--video_input", choices=VIDEO_INPUTS, default="full",
                       help="baselines: 'middle' shows only the middle frame, 'none' a blank clip (text only), in training and evaluation")
@@ -119,7 +120,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def load_tasks(args: argparse.Namespace) -> list[TaskData]:
     """Each task's train, val (and test) records; `--annotations`/`--videos` are shared or per task."""
-    splits = ("train", "val") if args.skip_test else ("train", "val", "test")
+    splits = ("train",) + (() if args.skip_val else ("val",)) + (() if args.skip_test else ("test",))
     tasks = []
     for i, task in enumerate(args.task):
         annotations = args.annotations[i if len(args.annotations) > 1 else 0]
