@@ -137,6 +137,18 @@ class CloverProcessor:
         config_path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return [str(config_path), *self.tokenizer.save_pretrained(str(directory))]
 
+    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload processor", **kwargs: Any) -> Any:
+        """Upload `processor_config.json` and the tokenizer files to a Hub repository (next to the model
+        that `model.push_to_hub(repo_id)` uploads); `kwargs` go to `huggingface_hub.upload_folder`."""
+        import tempfile
+
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=kwargs.get("token"))
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, **kwargs)
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "CloverProcessor":
         """Load a processor saved by `save_pretrained`: a local directory, or a Hub repo id.
