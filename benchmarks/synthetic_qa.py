@@ -151,6 +151,20 @@ def markdown(rows: dict[str, dict[str, Any]], args: argparse.Namespace, minutes:
     ])
 
 
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def write_report(path: Path, table: str) -> None:
+    """Write the measured part between the START/END markers, keeping the prose around it."""
+    block = f"{START}\n{table}\n{END}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = block + "\n" + text
+    path.write_text(text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
@@ -173,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         minutes[name] = (time.time() - began) / 60
         rows[name] = summarise(metrics["test"])
         Path(args.work_dir, "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    Path(args.output).write_text(markdown(rows, args, minutes), encoding="utf-8")
+    write_report(Path(args.output), markdown(rows, args, minutes))
     print(json.dumps(rows, indent=2))
     return rows
 

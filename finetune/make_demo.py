@@ -51,10 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="examples/checkpoint", help="where the demo checkpoint goes")
     parser.add_argument("--examples_dir", default="examples", help="where example clips and examples.json go")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain_epochs", type=int, default=4)
-    parser.add_argument("--pretrain_lr", type=float, default=5e-4)
-    parser.add_argument("--finetune_epochs", type=int, default=3)
-    parser.add_argument("--finetune_lr", type=float, default=5e-4)
+    parser.add_argument("--pretrain_epochs", type=int, default=2)
+    parser.add_argument("--pretrain_lr", type=float, default=1e-4)
+    parser.add_argument("--finetune_epochs", type=int, default=2)
+    parser.add_argument("--finetune_lr", type=float, default=2e-4)
+    parser.add_argument("--min_video_spread", type=float, default=0.1,
+                        help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=1)
@@ -88,6 +90,24 @@ def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
         "--checkpointing_steps", "100",
     ])
     return out
+
+
+def video_token_spread(checkpoint: Path, clips: list[Path]) -> float:
+    """Mean standard deviation, across clips, of the video encoder's output tokens.
+
+    A pre-training run that collapsed the video encoder (every clip encoded alike: the contrastive
+    terms stuck at ln(batch)) shows as a spread near 0; a random encoder has about 0.3.
+    """
+    import torch
+
+    from clover.modeling_clover import CloverModel
+    from clover.processing_clover import CloverProcessor
+
+    model, processor = CloverModel.from_pretrained(checkpoint).eval(), CloverProcessor.from_pretrained(checkpoint)
+    pixel_values = torch.stack([processor.preprocess_frames(read_frames(clip, processor.num_frames)) for clip in clips])
+    with torch.inference_mode():
+        tokens = model.encode_video(pixel_values).tokens  # (N, t, h, w, C)
+    return float(tokens.std(0).mean())
 
 
 def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
@@ -183,9 +203,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     data, work = Path(args.data), Path(args.work_dir)
     ensure_benchmark(data, args.seed)
-    start = None if args.skip_pretraining else pretrain(args, data, work / "pretrain")
+    start, spread = None, None
+    if not args.skip_pretraining:
+        start = pretrain(args, data, work / "pretrain")
+        spread = video_token_spread(start, sorted((data / "tgif/gifs").glob("*.gif"))[:16])
+        if spread < args.min_video_spread:
+            logger.warning("pre-training collapsed the video encoder (token spread %.3f < %.2f): fine-tuning from scratch", spread, args.min_video_spread)
+            start = None
     metrics = finetune(args, data, start, work / "finetune")
-    recipe = {"command": "python -m finetune.make_demo", "arguments": vars(args), "minutes": round((time.time() - started) / 60, 1)}
+    recipe = {
+        "command": "python -m finetune.make_demo",
+        "arguments": vars(args),
+        "pretrained_video_token_spread": spread,
+        "started_from": str(start) if start else "clover-tiny, random initialisation",
+        "minutes": round((time.time() - started) / 60, 1),
+    }
     export_checkpoint(work / "finetune", Path(args.output), recipe)
     examples = pick_examples(data, Path(args.output), Path(args.examples_dir), args.num_examples)
     logger.info("demo checkpoint in %s after %.1f minutes; %d examples", args.output, recipe["minutes"], len(examples))
