@@ -137,6 +137,23 @@ def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> No
         if item.is_file():
             shutil.copy2(item, output / item.name)
     (output / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    card = output / "README.md"
+    title, _, rest = card.read_text(encoding="utf-8").partition("\n# ")
+    heading, _, body = rest.partition("\n")
+    card.write_text(f"{title}\n# Clover VideoQA demo checkpoint\n\n{demo_summary(output)}\n\n## {heading}\n{body}", encoding="utf-8")
+
+
+def demo_summary(checkpoint: Path) -> str:
+    """The card's first paragraph (the app shows it): what the model knows and how well it does."""
+    test = json.loads((checkpoint / "metrics.json").read_text())["test"]
+    scores = ", ".join(
+        f"{task} MSE {m['mse']:.2f}" if "mse" in m else f"{task} {100 * m['accuracy']:.0f}%" for task, m in test.items()
+    )
+    return (
+        "clover-tiny trained by `python -m finetune.make_demo` on 2 CPU cores, on synthetic clips of moving "
+        "coloured shapes only: it knows nothing of real videos. Test accuracy on its own benchmark: "
+        f"{scores} (see docs/results.md)."
+    )
 
 
 def pick_examples(data: Path, checkpoint: Path, examples_dir: Path, count: int) -> list[dict[str, Any]]:
@@ -185,7 +202,7 @@ def _example(record: dict[str, Any], video: Path) -> dict[str, Any]:
 
 
 def _answers_correctly(engine: Any, clip_path: Path, example: dict[str, Any]) -> bool:
-    clip = engine.clip_features(clip_path)
+    clip, _ = engine.clip_features(clip_path)
     if "candidates" in example:
         prediction = engine.choose(clip, example["question"], example["candidates"])
     else:
