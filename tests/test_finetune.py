@@ -29,6 +29,8 @@ from finetune import evaluate, train_qa, training
 from finetune.common import load_finetuned
 from tests.media import zero_byte
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -215,3 +217,16 @@ def test_train_fraction_keeps_a_seeded_subset_in_order():
     assert len(kept) == 10 and kept == sorted(kept, key=lambda r: int(r["id"]))
     assert kept == subsample(records, 0.1, seed=3) and kept != subsample(records, 0.1, seed=4)
     assert subsample(records, 1.0, seed=3) is records
+
+
+def test_the_script_runs_on_two_cpu_processes(bench: Path, tmp_path: Path) -> None:
+    """The documented two-process command end to end: two ranks, the global batch, a loadable output."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               str(ROOT / "finetune" / "train_qa.py"), *_argv(bench, out, "tgif-count", "--max_train_steps", "2")]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert log.count("Num processes: 2") == 2 and "Total train batch size (w. parallel, distributed & accumulation) = 8" in log
+    assert json.loads((out / "metrics.json").read_text())["completed_steps"] == 2
+    CloverForVideoQA.from_pretrained(out)
