@@ -52,12 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work_dir", default="runs/report")
     parser.add_argument("--output", default="docs/results.md")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps of every arm")
-    parser.add_argument("--pretrain_epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every arm")
+    parser.add_argument("--pretrain_epochs", type=int, default=2)
+    parser.add_argument("--pretrain_lr", type=float, default=1e-4, help="as make_demo (higher rates collapse the video encoder)")
     parser.add_argument("--clover_pretrained", help="reuse this Clover pre-training run (e.g. runs/demo/pretrain)")
     parser.add_argument("--pairwise_pretrained", help="reuse this pair-wise pre-training run")
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), help="a subset of the arms, by name")
     return parser.parse_args(argv)
 
@@ -72,7 +73,7 @@ def pretrained(args: argparse.Namespace, objective: str, data: Path) -> Path:
         "--preset", "clover-tiny", "--objective", objective,
         "--train_csv", str(data / "webvid/results.csv"), "--val_csv", str(data / "webvid/results_val.csv"),
         "--video_root", str(data / "webvid/videos"), "--output_dir", str(out),
-        "--learning_rate", "5e-4", "--num_train_epochs", str(args.pretrain_epochs),
+        "--learning_rate", str(args.pretrain_lr), "--num_train_epochs", str(args.pretrain_epochs),
         "--per_device_train_batch_size", str(args.batch_size), "--num_workers", "1", "--seed", str(args.seed),
     ])
     return out
@@ -138,7 +139,7 @@ def markdown(rows: dict[str, dict[str, Any]], args: argparse.Namespace, minutes:
         f"Every row but the demo's fine-tunes clover-tiny for {args.steps} steps of {args.batch_size} questions",
         f"(learning rate {args.learning_rate}, heads x5, seed {args.seed}) on all five question sets at once,",
         "after the named pre-training (Clover or pair-wise: clover-tiny on the benchmark's captions,",
-        f"{args.pretrain_epochs} epochs) or none. The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
+        f"{args.pretrain_epochs} epochs at lr {args.pretrain_lr}) or none. The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
         "",
         header + "\n".join(lines),
         "",
