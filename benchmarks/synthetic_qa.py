@@ -130,9 +130,7 @@ def markdown(rows: dict[str, dict[str, Any]], args: argparse.Namespace, minutes:
     lines = [f"| {name} | " + " | ".join(cell(row, task) for task in tasks) + " |" for name, row in rows.items()]
     types = [f"| {name} | {per_type_cells(row, 'tgif-frameqa')} | {per_type_cells(row, 'msvd-qa')} |" for name, row in rows.items()]
     return "\n".join([
-        "# Results on the synthetic video QA benchmark",
-        "",
-        "Measured by `python benchmarks/synthetic_qa.py` (this file is its output) on the test split of the",
+        "Measured by `python benchmarks/synthetic_qa.py` (this section is its output) on the test split of the",
         f"benchmark that `python -m clover.data.synthetic` generates with seed {args.seed} (train / val / test clips: "
         f"{sizes.get('train', '?')} / {sizes.get('val', '?')} / {sizes.get('test', '?')}).",
         "Accuracy in %, every test question counted; Count is the MSE of the rounded, clamped prediction.",
@@ -182,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if start not in starts:
             began = time.time()
             starts[start] = pretrained(args, start, data)
-            minutes[f"pre-training ({start})"] = (time.time() - began) / 60
+            reused = time.time() - began < 5
+            minutes[f"pre-training ({start}{', reused' if reused else ''})"] = (time.time() - began) / 60
         began = time.time()
         metrics = finetune(args, data, name, starts[start], fraction, video_input)
         minutes[name] = (time.time() - began) / 60
