@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune import pretrain, train_qa  # noqa: E402
-from finetune.make_demo import TASKS, ensure_benchmark  # noqa: E402
+from finetune.make_demo import ensure_benchmark, task_arguments  # noqa: E402
 
 logger = logging.getLogger("synthetic_qa")
 
@@ -82,12 +82,8 @@ def pretrained(args: argparse.Namespace, objective: str, data: Path) -> Path:
 def finetune(args: argparse.Namespace, data: Path, name: str, start: Path | None, fraction: float, video_input: str) -> dict[str, Any]:
     """One arm: fixed steps on all five question sets, then the test split."""
     out = Path(args.work_dir) / name.replace(" ", "_").replace(",", "").replace("%", "pc").replace("(", "").replace(")", "")
-    start_args = ["--model", str(start)] if start else ["--preset", "clover-tiny"]
     return train_qa.main([
-        *start_args,
-        "--task", *[task for task, _, _ in TASKS],
-        "--annotations", *[str(data / folder) for _, folder, _ in TASKS],
-        "--videos", *[str(data / videos) for _, _, videos in TASKS],
+        *task_arguments(data, start),
         "--output_dir", str(out), "--skip_val",
         "--train_fraction", str(fraction), "--video_input", video_input,
         "--max_train_steps", str(args.steps), "--learning_rate", str(args.learning_rate), "--head_lr_multiplier", "5",

@@ -23,7 +23,7 @@ from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from transformers.utils import ModelOutput
 
 from .configuration_clover import CloverConfig
-from .video_swin import CheckpointReport, SwinTransformer3D, WindowAttention3D, load_video_swin_checkpoint
+from .video_swin import SwinTransformer3D, WindowAttention3D, load_video_swin_checkpoint
 
 # ---------------------------------------------------------------------------------------------------
 # Outputs
@@ -390,7 +390,7 @@ class _BackboneLoading:
             if getattr(backbone_config, "image_mean", None):
                 config.image_mean, config.image_std = list(backbone_config.image_mean), list(backbone_config.image_std)
         model = cls(config)
-        clover = model.clover if hasattr(model, "clover") else model
+        clover = model.base_model  # the CloverModel inside a task model, or the model itself
         if text_backbone is not None:
             model._load_text_backbone(text_backbone)
         if video_backbone is not None:
@@ -400,7 +400,7 @@ class _BackboneLoading:
         return model
 
     def _load_text_backbone(self, text_backbone: str | os.PathLike) -> None:
-        clover = self.clover if hasattr(self, "clover") else self
+        clover = self.base_model
         bert = AutoModel.from_pretrained(text_backbone)
         missing, unexpected = clover.text_encoder.load_state_dict(bert.state_dict(), strict=False)
         missing = [key for key in missing if "position_ids" not in key]
@@ -412,13 +412,6 @@ class _BackboneLoading:
             raise ValueError(f"{text_backbone} has {len(bert_layers)} layers, fewer than the {len(clover.fusion.layer)} fusion layers")
         for fusion_layer, bert_layer in zip(clover.fusion.layer, bert_layers):
             fusion_layer.load_state_dict(bert_layer.state_dict())
-
-
-def load_video_backbone_checkpoint(model: CloverPreTrainedModel, checkpoint) -> CheckpointReport:
-    """Load an official Video Swin checkpoint into any Clover model's video encoder."""
-    clover = model.clover if hasattr(model, "clover") else model
-    return load_video_swin_checkpoint(clover.video_encoder, checkpoint)
-
 
 
 class CloverModel(_BackboneLoading, CloverPreTrainedModel):
@@ -791,5 +784,4 @@ __all__ = [
     "VideoFeatures",
     "VideoQAOutput",
     "PretrainingOutput",
-    "load_video_backbone_checkpoint",
 ]

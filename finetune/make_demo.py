@@ -110,13 +110,21 @@ def video_token_spread(checkpoint: Path, clips: list[Path]) -> float:
     return float(tokens.std(0).mean())
 
 
-def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
+def task_arguments(data: Path, start: Path | None) -> list[str]:
+    """train_qa's arguments for the five question sets of the benchmark in `data`, starting from
+    `start` (a checkpoint) or from a new clover-tiny."""
     start_args = ["--model", str(start)] if start is not None else ["--preset", "clover-tiny"]
-    return train_qa.main([
+    return [
         *start_args,
         "--task", *[task for task, _, _ in TASKS],
         "--annotations", *[str(data / folder) for _, folder, _ in TASKS],
         "--videos", *[str(data / videos) for _, _, videos in TASKS],
+    ]
+
+
+def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
+    return train_qa.main([
+        *task_arguments(data, start),
         "--output_dir", str(out),
         "--learning_rate", str(args.finetune_lr),
         "--head_lr_multiplier", str(args.head_lr_multiplier),

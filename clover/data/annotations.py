@@ -69,14 +69,18 @@ class TaskSpec:
 
 DEFAULT_MAX_TEXT_LENGTH: dict[str, int] = {"open": 40, "count": 40, "mc": 100}
 
+def _spec(name: str, kind: str, has_question_types: bool) -> TaskSpec:
+    return TaskSpec(name, kind, DEFAULT_MAX_TEXT_LENGTH[kind], has_question_types)
+
+
 TASKS: dict[str, TaskSpec] = {
-    "tgif-action": TaskSpec("tgif-action", "mc", 100, False),
-    "tgif-transition": TaskSpec("tgif-transition", "mc", 100, False),
-    "tgif-frameqa": TaskSpec("tgif-frameqa", "open", 40, True),
-    "tgif-count": TaskSpec("tgif-count", "count", 40, False),
-    "msvd-qa": TaskSpec("msvd-qa", "open", 40, True),
+    "tgif-action": _spec("tgif-action", "mc", False),
+    "tgif-transition": _spec("tgif-transition", "mc", False),
+    "tgif-frameqa": _spec("tgif-frameqa", "open", True),
+    "tgif-count": _spec("tgif-count", "count", False),
+    "msvd-qa": _spec("msvd-qa", "open", True),
     # Kind and types come from the file: candidates make it multiple choice, a `type` column gives types.
-    "generic": TaskSpec("generic", "open", 40, False),
+    "generic": _spec("generic", "open", False),
 }
 
 # TGIF-QA: the columns each task's file must have (others, such as vid_id and description, are ignored).
