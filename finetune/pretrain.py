@@ -79,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--text_backbone", help="BERT name or directory the text and fusion encoders start from (with --preset)")
     model.add_argument("--video_swin_checkpoint", help="official Video Swin .pth the video encoder starts from (with --preset)")
     model.add_argument("--num_frames", type=int, help="frames per clip (with --preset; a checkpoint keeps its own)")
+    model.add_argument("--config_overrides", help="with --preset: config fields to change, e.g. \"text_config.initializer_range=0.05,num_fusion_layers=3\"")
     model.add_argument("--objective", choices=["clover", "pairwise"], default="clover", help="Clover's objectives or the pair-wise baseline")
     model.add_argument("--no_ranking_loss", action="store_true", help="ablation: drop the pair-wise ranking terms")
     model.add_argument("--no_masked_positives", action="store_true", help="ablation: no masked caption/video positives")
@@ -91,7 +92,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Cross-argument checks, reported like argparse's own errors."""
-    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--num_frames"])
+    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--num_frames", "--config_overrides"])
     if args.objective == "pairwise" and (args.no_ranking_loss or args.no_masked_positives):
         parser.error("--no_ranking_loss and --no_masked_positives are ablations of --objective clover")
     args.val_video_root = args.val_video_root or args.video_root
@@ -191,7 +192,7 @@ def build_model(args: argparse.Namespace) -> CloverForPretraining:
         return CloverForPretraining.from_pretrained(args.model, **settings)
     if args.num_frames:
         settings["num_frames"] = args.num_frames
-    config = CloverConfig.from_preset(args.preset, **settings)
+    config = CloverConfig.from_preset(args.preset, **{**settings, **training.parse_config_overrides(args.config_overrides)})
     return CloverForPretraining.from_backbones(config, text_backbone=args.text_backbone, video_swin_checkpoint=args.video_swin_checkpoint)
 
 
@@ -260,8 +261,9 @@ def train_step(run: Run, batch: dict[str, Any], state: TrainState) -> dict[str, 
 def add_losses(run: Run, state: TrainState, losses: dict[str, torch.Tensor] | None) -> dict[str, float]:
     """Add a micro-batch's named terms, summed over processes, to the epoch's sums; return this
     micro-batch's means over the processes that had a readable batch (empty when none had)."""
-    values = [losses[name].float() if losses else torch.zeros(()) for name in run.loss_names]
-    local = torch.stack([*values, torch.tensor(1.0 if losses else 0.0)]).to(run.accelerator.device)  # (K + 1,)
+    device = run.accelerator.device
+    values = [losses[name].float().to(device) if losses else torch.zeros((), device=device) for name in run.loss_names]
+    local = torch.stack([*values, torch.tensor(1.0 if losses else 0.0, device=device)])  # (K + 1,)
     total = run.accelerator.reduce(local, reduction="sum").tolist()
     count = int(total[-1])
     if not count:
