@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                       # clover-tiny on the CPU
     python benchmarks/train_throughput.py --preset clover-base --bf16 --batch_size 16   # on a GPU
+        [--text_backbone DIR]     # BERT-base from a local directory (offline machines)
 
 Generates a few synthetic TGIF clips (real GIF decoding), then measures (1) the data loader alone
 (`--num_workers`, default 2, as training uses) in samples/s, and (2) full training steps (load,
@@ -36,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after one warm-up step)")
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--text_backbone", help="a local BERT directory (clover-base offline: its tokenizer comes from there)")
     return parser.parse_args()
 
 
@@ -46,6 +48,8 @@ def make_run(args: argparse.Namespace, bench: Path, out: Path) -> train_qa.Run:
         "--num_workers", str(args.num_workers), "--skip_test", "--max_train_steps", "1000",
         "--mixed_precision", "bf16" if args.bf16 else "no",
     ]  # fmt: skip
+    if args.text_backbone:
+        argv += ["--text_backbone", args.text_backbone]
     return train_qa.setup(train_qa.parse_args(argv))
 
 
