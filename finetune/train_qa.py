@@ -88,6 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--video_swin_checkpoint", help="official Video Swin .pth the video encoder starts from (with --preset)")
     model.add_argument("--video_backbone", help="a transformers video backbone (VideoMAE, TimeSformer) (with --preset)")
     model.add_argument("--num_frames", type=int, help="frames per clip (with --preset; a checkpoint keeps its own)")
+    model.add_argument("--config_overrides", help="with --preset: config fields to change, e.g. \"text_config.initializer_range=0.05,num_fusion_layers=3\"")
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -103,7 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Cross-argument checks, reported like argparse's own errors."""
-    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--video_backbone", "--num_frames"])
+    training.check_model_arguments(parser, args, ["--text_backbone", "--video_swin_checkpoint", "--video_backbone", "--num_frames", "--config_overrides"])
     for name in ("annotations", "videos"):
         if len(getattr(args, name)) not in (1, len(args.task)):
             parser.error(f"--{name} takes one value or one per task ({len(args.task)})")
@@ -237,7 +238,7 @@ def build_model(args: argparse.Namespace, tasks: Sequence[TaskData]) -> CloverFo
         return CloverForVideoQA.from_pretrained(args.model, ignore_mismatched_sizes=True, **settings)
     if args.num_frames:
         settings["num_frames"] = args.num_frames
-    config = CloverConfig.from_preset(args.preset, **settings)
+    config = CloverConfig.from_preset(args.preset, **{**settings, **training.parse_config_overrides(args.config_overrides)})
     return CloverForVideoQA.from_backbones(
         config, text_backbone=args.text_backbone, video_swin_checkpoint=args.video_swin_checkpoint, video_backbone=args.video_backbone
     )

@@ -66,6 +66,27 @@ def add_optimisation_arguments(parser: argparse.ArgumentParser, learning_rate: f
     return optim
 
 
+def parse_config_overrides(text: str | None) -> dict[str, Any]:
+    """`--config_overrides` ("key=value,text_config.key=value") as keyword arguments for
+    `CloverConfig.from_preset`: values are read as JSON where they parse (numbers, true, null,
+    lists) and kept as strings otherwise; `text_config.` keys are gathered into one dict."""
+    overrides: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--config_overrides expects key=value pairs separated by commas, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        key = key.strip()
+        if key.startswith("text_config."):
+            overrides.setdefault("text_config", {})[key.removeprefix("text_config.")] = value
+        else:
+            overrides[key] = value
+    return overrides
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "run" flags: output, checkpoints and resume, tracking; returns the group for the script's own."""
     run = parser.add_argument_group("run")

@@ -71,6 +71,27 @@ def test_a_few_steps_lower_the_loss(bench: Path, tmp_path: Path, task: str) -> N
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
 
 
+def test_config_overrides_parse_and_reach_the_model(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--config_overrides` values are JSON where they parse, text_config keys nest, and the saved model
+    has them; a malformed pair and a use with --model are refused with a message."""
+    overrides = training.parse_config_overrides("num_fusion_layers=1, text_config.initializer_range=0.05,video_backbone=null,pretrain_objective=pairwise")
+    assert overrides == {
+        "num_fusion_layers": 1, "text_config": {"initializer_range": 0.05}, "video_backbone": None, "pretrain_objective": "pairwise",
+    }
+    with pytest.raises(ValueError, match="key=value"):
+        training.parse_config_overrides("num_fusion_layers")
+    out = tmp_path / "run"
+    train_qa.main(_argv(bench, out, "tgif-frameqa", "--max_train_steps", "1", "--config_overrides", "num_fusion_layers=1,text_config.initializer_range=0.05"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_fusion_layers"] == 1 and config["text_config"]["initializer_range"] == 0.05
+    assert len(CloverForVideoQA.from_pretrained(out).clover.fusion.layer) == 1
+    argv = _argv(bench, tmp_path / "x", "tgif-frameqa", "--config_overrides", "num_fusion_layers=1")
+    argv[argv.index("--preset") : argv.index("--preset") + 2] = ["--model", str(out)]
+    with pytest.raises(SystemExit):
+        train_qa.parse_args(argv)
+    assert "--config_overrides go with --preset" in capsys.readouterr().err
+
+
 def test_multi_task_model_saves_loads_and_evaluates(bench: Path, tmp_path: Path) -> None:
     """One model for mc, count and two open tasks: heads are the union, the open vocabulary the union
     of both tasks' answers; the output dir loads, and evaluate.py writes predictions and metrics."""
