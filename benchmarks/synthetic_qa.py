@@ -1,6 +1,8 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
     python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json
+    python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
+    python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
 
 On the synthetic benchmark's test split, one table with accuracy per task (Action, Transition, FrameQA
 per type, MSVD-style per question word) and Count MSE, for:
@@ -12,7 +14,8 @@ per type, MSVD-style per question word) and Count MSE, for:
 
 The baselines and the comparison share one budget and one seed, so their rows compare with each other;
 the demo row had a larger budget. Every number is measured by `finetune.train_qa` (test split, every
-question counted) and written as measured.
+question counted) and written as measured. Rows and minutes are kept in `--work_dir`
+(`results.json`, `minutes.json`), so a run of some arms updates those rows and keeps the others.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairwise_pretrained", help="reuse this pair-wise pre-training run")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=2e-4)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), help="a subset of the arms, by name")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM", help="a subset of the arms, by name")
+    parser.add_argument("--table_only", action="store_true", help="train nothing: rewrite --output from the kept rows")
     return parser.parse_args(argv)
 
 
@@ -160,17 +164,41 @@ def write_report(path: Path, table: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def kept(work_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """The rows and minutes of earlier runs in `work_dir` (empty when there are none)."""
+    rows_file, minutes_file = work_dir / "results.json", work_dir / "minutes.json"
+    rows = json.loads(rows_file.read_text()) if rows_file.exists() else {}
+    minutes = json.loads(minutes_file.read_text()) if minutes_file.exists() else {}
+    return rows, minutes
+
+
+def ordered(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The demo row, then the arms in ARMS order."""
+    names = ["demo checkpoint", *ARMS]
+    return {name: rows[name] for name in names if name in rows}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
-    data = Path(args.data)
-    ensure_benchmark(data, args.seed)
-    rows: dict[str, dict[str, Any]] = {}
-    minutes: dict[str, float] = {}
+    data, work_dir = Path(args.data), Path(args.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rows, minutes = kept(work_dir)
     demo_metrics = Path(args.demo) / "metrics.json"
     if demo_metrics.exists():
         rows["demo checkpoint"] = summarise(json.loads(demo_metrics.read_text())["test"])
-    starts = {"scratch": None}
+    if not args.table_only:
+        ensure_benchmark(data, args.seed)
+        run_arms(args, data, rows, minutes)
+    rows = ordered(rows)
+    write_report(Path(args.output), markdown(rows, args, minutes))
+    print(json.dumps(rows, indent=2))
+    return rows
+
+
+def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, Any]], minutes: dict[str, float]) -> None:
+    """Train and test each arm of `args.arms`, saving rows and minutes after each."""
+    starts: dict[str, Path | None] = {"scratch": None}
     for name in args.arms:
         start, fraction, video_input = ARMS[name]
         if start not in starts:
@@ -183,9 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         minutes[name] = (time.time() - began) / 60
         rows[name] = summarise(metrics["test"])
         Path(args.work_dir, "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    write_report(Path(args.output), markdown(rows, args, minutes))
-    print(json.dumps(rows, indent=2))
-    return rows
+        Path(args.work_dir, "minutes.json").write_text(json.dumps(minutes, indent=2) + "\n")
 
 
 if __name__ == "__main__":

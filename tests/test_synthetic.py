@@ -262,3 +262,31 @@ def test_the_project_loaders_read_the_benchmark(bench: Path) -> None:
     assert load_annotations("tgif-action", bench / "tgif", "test")[0]["candidates"]
     assert load_annotations("msvd-qa", bench / "msvd", "test")
     assert len(load_caption_pairs(bench / "webvid" / "results.csv", bench / "webvid" / "videos")) == 6
+
+
+def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path) -> None:
+    """`benchmarks/synthetic_qa.py --table_only` rebuilds the table from the kept rows, in the arms' order,
+    and leaves the page's own text alone."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import synthetic_qa
+
+    work = tmp_path / "report"
+    work.mkdir()
+    row = {"tgif-action": {"accuracy": 0.5, "per_type": {}}, "tgif-count": {"mse": 1.25}}
+    (work / "results.json").write_text(json.dumps({"scratch, 10%": row, "text only (blank clip)": {**row, "tgif-action": {"accuracy": 0.25}}}))
+    (work / "minutes.json").write_text(json.dumps({"scratch, 10%": 2.0}))
+    page = tmp_path / "results.md"
+    page.write_text(f"intro\n{synthetic_qa.START}\nold table\n{synthetic_qa.END}\nprose after\n")
+    data = tmp_path / "bench"
+    data.mkdir()
+    (data / "metadata.json").write_text(json.dumps({"clips": {"train": 12, "val": 2, "test": 3}}))
+    argv = ["--table_only", "--work_dir", str(work), "--output", str(page), "--data", str(data), "--demo", str(tmp_path / "none")]
+    rows = synthetic_qa.main(argv)
+    assert list(rows) == ["text only (blank clip)", "scratch, 10%"]  # ARMS order, not file order
+    text = page.read_text()
+    assert text.startswith("intro\n") and text.endswith("prose after\n") and "old table" not in text
+    assert "| text only (blank clip) | 25.0 | - | - | - | 1.25 |" in text
+    assert "| scratch, 10% | 50.0 | - | - | - | 1.25 |" in text
+    assert "scratch, 10% 2.0" in text
