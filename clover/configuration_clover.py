@@ -52,6 +52,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "video_drop_path_rate": 0.0,
         "num_fusion_layers": 2,
         "embed_dim": 128,
+        # Trained from scratch, the alignment embeddings of every clip start nearly equal (mean-pooled random
+        # tokens) and the contrastive terms collapse them; BatchNorm keeps them apart (docs/results.md).
+        "alignment_head_norm": "batchnorm",
         "open_head_hidden_size": 128,
         "mc_head_hidden_size": 64,
         "text_config": {
@@ -99,6 +102,10 @@ class CloverConfig(PreTrainedConfig):
         mc_head_hidden_size: hidden width of the multiple-choice head (256).
         count_min, count_max: the answer range of the count head (predictions are clamped to it).
         id2label / label2id: the open-ended answer vocabulary.
+        alignment_head_norm: "layernorm" (the paper: the video head ends in LayerNorm, the text heads in
+            a linear layer) or "batchnorm" (every alignment head ends in BatchNorm, which centres and scales
+            each embedding dimension over the batch, so the embeddings cannot all become the same: what
+            lets contrastive pre-training start from random encoders; clover-tiny's setting).
     Text lengths:
         max_text_length: tokens for a question or caption (40).
         max_mc_text_length: tokens for a question with its candidates (100).
@@ -138,6 +145,7 @@ class CloverConfig(PreTrainedConfig):
     num_fusion_layers: int = 3
 
     embed_dim: int = 768
+    alignment_head_norm: str = "layernorm"
     qa_heads: list[str] | None = None
     head_dropout: float = 0.1
     open_head_hidden_size: int = 384
@@ -178,6 +186,8 @@ class CloverConfig(PreTrainedConfig):
     def _check(self) -> None:
         if len(self.video_depths) != len(self.video_num_heads):
             raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
+        if self.alignment_head_norm not in ("layernorm", "batchnorm"):
+            raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
         if self.pretrain_objective not in ("clover", "pairwise"):
             raise ValueError(f"pretrain_objective must be 'clover' or 'pairwise', got {self.pretrain_objective!r}")
         bad_heads = [head for head in self.qa_heads if head not in QA_HEADS]

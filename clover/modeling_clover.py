@@ -275,17 +275,28 @@ def build_video_encoder(config: CloverConfig) -> nn.Module:
 # ---------------------------------------------------------------------------------------------------
 
 
-def video_projection(video_width: int, embed_dim: int) -> nn.Sequential:
-    """Mean-pooled video tokens -> embedding: Cv -> 1.5 Cv -> LN -> GELU -> E -> LN (1024-1536-768)."""
+def _embedding_norm(embed_dim: int, norm: str) -> nn.Module:
+    """The last layer of an alignment head: LayerNorm (the paper's video head) or BatchNorm (see
+    `CloverConfig.alignment_head_norm`)."""
+    return nn.BatchNorm1d(embed_dim) if norm == "batchnorm" else nn.LayerNorm(embed_dim)
+
+
+def video_projection(video_width: int, embed_dim: int, norm: str = "layernorm") -> nn.Sequential:
+    """Mean-pooled video tokens -> embedding: Cv -> 1.5 Cv -> LN -> GELU -> E -> LN (1024-1536-768);
+    the last norm is a BatchNorm with `norm="batchnorm"`."""
     hidden = video_width * 3 // 2
     return nn.Sequential(
-        nn.Linear(video_width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, embed_dim), nn.LayerNorm(embed_dim)
+        nn.Linear(video_width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, embed_dim), _embedding_norm(embed_dim, norm)
     )
 
 
-def text_projection(hidden_size: int, embed_dim: int) -> nn.Sequential:
-    """A [CLS] state -> embedding: D -> D -> GELU -> E (768-768-768)."""
-    return nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, embed_dim))
+def text_projection(hidden_size: int, embed_dim: int, norm: str = "layernorm") -> nn.Sequential:
+    """A [CLS] state -> embedding: D -> D -> GELU -> E (768-768-768), plus a BatchNorm with
+    `norm="batchnorm"` (the paper's text heads end in the linear layer)."""
+    layers = [nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, embed_dim)]
+    if norm == "batchnorm":
+        layers.append(nn.BatchNorm1d(embed_dim))
+    return nn.Sequential(*layers)
 
 
 class AnswerHead(nn.Module):
@@ -431,10 +442,11 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         self.video_encoder = build_video_encoder(config)
         self.text_encoder = BertModel(text, add_pooling_layer=False)
         self.fusion = FusionEncoder(config, config.video_grid)
-        self.video_proj = video_projection(config.video_width, config.embed_dim)
-        self.text_proj = text_projection(text.hidden_size, config.embed_dim)
-        self.fused_video_proj = text_projection(text.hidden_size, config.embed_dim)  # f^V = E_f(V^m, T)
-        self.fused_text_proj = text_projection(text.hidden_size, config.embed_dim)  # f^T = E_f(V, T^m)
+        norm = config.alignment_head_norm
+        self.video_proj = video_projection(config.video_width, config.embed_dim, norm)
+        self.text_proj = text_projection(text.hidden_size, config.embed_dim, norm)
+        self.fused_video_proj = text_projection(text.hidden_size, config.embed_dim, norm)  # f^V = E_f(V^m, T)
+        self.fused_text_proj = text_projection(text.hidden_size, config.embed_dim, norm)  # f^T = E_f(V, T^m)
         self.post_init()
 
     # -- encoders ---------------------------------------------------------------------------------
@@ -715,6 +727,11 @@ class CloverForPretraining(_BackboneLoading, CloverPreTrainedModel):
         made beforehand. `config.pretrain_objective` picks the Clover objective or the pair-wise
         baseline; `use_ranking_loss` and `use_masked_positives` switch parts off for ablations.
         """
+        if self.training and self.config.alignment_head_norm == "batchnorm" and input_ids.shape[0] < 2:
+            raise ValueError(
+                "the alignment heads end in BatchNorm (config.alignment_head_norm='batchnorm'), which needs at least "
+                f"2 pairs per batch in training; got {input_ids.shape[0]}. Use a per-device batch size of 2 or more."
+            )
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         if masked_input_ids is None or mlm_labels is None or video_mask is None:
             if tokenizer is None:

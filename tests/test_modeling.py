@@ -226,6 +226,26 @@ def test_retrieval_embeddings_are_normalised(qa_model):
     assert out.logits_per_text.shape == (2, 2)
 
 
+def test_alignment_head_norms():
+    """"layernorm" is the paper's heads; "batchnorm" (clover-tiny) ends all four alignment heads in BatchNorm,
+    which in training makes every embedding dimension zero-mean over the batch, so the clips' embeddings
+    cannot all be the same; it needs 2 pairs per batch to train, and says so."""
+    paper = CloverModel(tiny_config(alignment_head_norm="layernorm"))
+    assert isinstance(paper.video_proj[-1], torch.nn.LayerNorm) and isinstance(paper.text_proj[-1], torch.nn.Linear)
+    assert CloverConfig.from_preset("clover-base").alignment_head_norm == "layernorm"
+    torch.manual_seed(0)
+    model = CloverForPretraining(tiny_config()).train()
+    heads = [model.clover.video_proj, model.clover.text_proj, model.clover.fused_video_proj, model.clover.fused_text_proj]
+    assert all(isinstance(head[-1], torch.nn.BatchNorm1d) for head in heads)
+    pixel_values, input_ids, attention_mask = random_inputs(batch=4)
+    video = model.clover.video_embedding(model.clover.encode_video(pixel_values).tokens, normalize=False)  # (4, E)
+    assert torch.allclose(video.mean(0), torch.zeros(video.shape[1]), atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 pairs per batch"):
+        model(pixel_values[:1], input_ids[:1], attention_mask[:1], masked_input_ids=input_ids[:1], mlm_labels=input_ids[:1], video_mask=None, tokenizer=object())
+    with pytest.raises(ValueError, match="alignment_head_norm"):
+        tiny_config(alignment_head_norm="groupnorm")
+
+
 # --- pretrained backbones ------------------------------------------------------------------------------
 
 

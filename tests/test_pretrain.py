@@ -83,13 +83,14 @@ def webvid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # The model's losses go down when overfitting a few pairs
 # --------------------------------------------------------------------------------------------------
 
-OVERFIT_STEPS = 20
+OVERFIT_STEPS = 40
 
 
 @pytest.fixture(scope="module")
 def overfit_losses(webvid: dict[str, Path]) -> list[dict[str, float]]:
-    """Named losses of 20 AdamW steps (lr 1e-3) on one batch of 4 pairs, masks seeded per step as the
-    script seeds them."""
+    """Named losses of 40 AdamW steps (lr 1e-3) on one batch of 4 pairs, masks seeded per step as the
+    script seeds them. (The ranking terms rise for the first few steps while the alignment pulls the
+    masked positives close, then fall: 20 steps were not enough to see that on rank_v.)"""
     from clover.configuration_clover import CloverConfig
     from clover.data.annotations import load_caption_pairs
     from clover.data.datasets import VideoCaptionDataset
@@ -129,23 +130,7 @@ def test_overfitting_lowers_total_mlm_and_ranking_losses(overfit_losses: list[di
     assert last < first, f"{name}: mean of the first 3 steps {first:.4f}, of the last 3 {last:.4f}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "align_v_a2p",
-        pytest.param(
-            "align_v_p2a",
-            marks=pytest.mark.xfail(
-                reason="known: from random initialisation the contrastive terms first make every clip's embedding "
-                "alike and then sit at ln(batch) (docs/results.md, 'What pre-training does from scratch'); strict, so "
-                "a fix shows up as an unexpected pass",
-                strict=True,
-            ),
-        ),
-        "align_t_a2p",
-        "align_t_p2a",
-    ],
-)
+@pytest.mark.parametrize("name", ["align_v_a2p", "align_v_p2a", "align_t_a2p", "align_t_p2a"])
 def test_overfitting_lowers_alignment_losses(overfit_losses: list[dict[str, float]], name: str) -> None:
     first, last = _first_and_last(overfit_losses, name)
     assert last < first - 0.05, f"{name}: mean of the first 3 steps {first:.4f}, of the last 3 {last:.4f}"
