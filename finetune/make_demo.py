@@ -34,6 +34,9 @@ from finetune import train_qa
 
 logger = logging.getLogger("make_demo")
 
+# Files of the fine-tuning run that stay in the run folder: the per-step log (700 KB) is not part of the model.
+RUN_ONLY_FILES = {"train_log.jsonl"}
+
 # The five question sets: task name, annotation folder and video folder inside the benchmark.
 TASKS = [
     ("tgif-action", "tgif", "tgif/gifs"),
@@ -51,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="examples/checkpoint", help="where the demo checkpoint goes")
     parser.add_argument("--examples_dir", default="examples", help="where example clips and examples.json go")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain_epochs", type=int, default=2)
-    parser.add_argument("--pretrain_lr", type=float, default=1e-4)
+    parser.add_argument("--pretrain_epochs", type=int, default=3)
+    parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--finetune_epochs", type=int, default=2)
     parser.add_argument("--finetune_lr", type=float, default=2e-4)
     parser.add_argument("--min_video_spread", type=float, default=0.1,
@@ -142,7 +145,7 @@ def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> No
         shutil.rmtree(output)
     output.mkdir(parents=True)
     for item in run_dir.iterdir():
-        if item.is_file():
+        if item.is_file() and item.name not in RUN_ONLY_FILES:
             shutil.copy2(item, output / item.name)
     (output / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     card = output / "README.md"
