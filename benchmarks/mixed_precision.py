@@ -52,7 +52,7 @@ def inputs(config: CloverConfig, batch: int, device: str) -> dict[str, torch.Ten
     size, frames, vocab = config.image_size, config.num_frames, config.text_config.vocab_size
     return {
         "pixel_values": torch.randn(batch, frames, 3, size, size, generator=generator).to(device),  # (B, T, 3, S, S)
-        "input_ids": torch.randint(1000 % vocab, vocab, (batch, 20), generator=generator).to(device),  # (B, L)
+        "input_ids": torch.randint(5, vocab, (batch, 20), generator=generator).to(device),  # (B, L), past the special tokens
         "labels": torch.randint(0, 100, (batch,), generator=generator).to(device),  # (B,)
     }
 

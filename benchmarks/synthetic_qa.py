@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune import pretrain, train_qa  # noqa: E402
-from finetune.make_demo import ensure_benchmark, task_arguments  # noqa: E402
+from finetune.make_demo import ensure_benchmark, pretrain_arguments, task_arguments  # noqa: E402
 
 logger = logging.getLogger("synthetic_qa")
 
@@ -73,13 +73,10 @@ def pretrained(args: argparse.Namespace, objective: str, data: Path) -> Path:
     out = Path(given) if given else Path(args.work_dir) / f"pretrain-{objective}"
     if (out / "config.json").exists():
         return out
-    pretrain.main([
-        "--preset", "clover-tiny", "--objective", objective,
-        "--train_csv", str(data / "webvid/results.csv"), "--val_csv", str(data / "webvid/results_val.csv"),
-        "--video_root", str(data / "webvid/videos"), "--output_dir", str(out),
-        "--learning_rate", str(args.pretrain_lr), "--num_train_epochs", str(args.pretrain_epochs),
-        "--per_device_train_batch_size", str(args.batch_size), "--num_workers", "1", "--seed", str(args.seed),
-    ])
+    pretrain.main(pretrain_arguments(
+        data, out, objective=objective, learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
+        batch_size=args.batch_size, num_workers=1, seed=args.seed,
+    ))  # fmt: skip
     return out
 
 

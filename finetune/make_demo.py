@@ -77,21 +77,28 @@ def ensure_benchmark(data: Path, seed: int) -> None:
     generate_benchmark(data, seed=seed, workers=2)
 
 
+def pretrain_arguments(
+    data: Path, out: Path, *, objective: str, learning_rate: float, epochs: int, batch_size: int, num_workers: int, seed: int
+) -> list[str]:
+    """`finetune.pretrain`'s arguments for a new clover-tiny on the benchmark's captions in `data`
+    (also what `benchmarks/synthetic_qa.py` pre-trains its arms with)."""
+    return [
+        "--preset", "clover-tiny", "--objective", objective,
+        "--train_csv", str(data / "webvid/results.csv"), "--val_csv", str(data / "webvid/results_val.csv"),
+        "--video_root", str(data / "webvid/videos"), "--output_dir", str(out),
+        "--learning_rate", str(learning_rate), "--num_train_epochs", str(epochs),
+        "--per_device_train_batch_size", str(batch_size), "--num_workers", str(num_workers), "--seed", str(seed),
+    ]  # fmt: skip
+
+
 def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
     pretraining.main([
-        "--preset", "clover-tiny",
-        "--train_csv", str(data / "webvid/results.csv"),
-        "--val_csv", str(data / "webvid/results_val.csv"),
-        "--video_root", str(data / "webvid/videos"),
-        "--output_dir", str(out),
-        "--objective", "clover",
-        "--learning_rate", str(args.pretrain_lr),
-        "--num_train_epochs", str(args.pretrain_epochs),
-        "--per_device_train_batch_size", str(args.batch_size),
-        "--num_workers", str(args.num_workers),
-        "--seed", str(args.seed),
+        *pretrain_arguments(
+            data, out, objective="clover", learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
+            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+        ),
         "--checkpointing_steps", "100",
-    ])
+    ])  # fmt: skip
     return out
 
 

@@ -241,7 +241,7 @@ def test_alignment_head_norms():
     video = model.clover.video_embedding(model.clover.encode_video(pixel_values).tokens, normalize=False)  # (4, E)
     assert torch.allclose(video.mean(0), torch.zeros(video.shape[1]), atol=1e-5)
     with pytest.raises(ValueError, match="at least 2 pairs per batch"):
-        model(pixel_values[:1], input_ids[:1], attention_mask[:1], masked_input_ids=input_ids[:1], mlm_labels=input_ids[:1], video_mask=None, tokenizer=object())
+        model(pixel_values[:1], input_ids[:1], attention_mask[:1])
     with pytest.raises(ValueError, match="alignment_head_norm"):
         tiny_config(alignment_head_norm="groupnorm")
 
