@@ -55,6 +55,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Trained from scratch, the alignment embeddings of every clip start nearly equal (mean-pooled random
         # tokens) and the contrastive terms collapse them; BatchNorm keeps them apart (docs/results.md).
         "alignment_head_norm": "batchnorm",
+        # Trained from scratch, the fused [CLS] attends evenly over 196 video tokens for thousands of steps,
+        # and an average of mostly background tokens does not carry the objects; the maximum does.
+        "qa_pooling": "cls+max",
         "open_head_hidden_size": 128,
         "mc_head_hidden_size": 64,
         "text_config": {
@@ -97,6 +100,10 @@ class CloverConfig(PreTrainedConfig):
     Heads:
         embed_dim: width of the aligned embedding space (768).
         qa_heads: which answer heads `CloverForVideoQA` builds: any of "open", "mc", "count".
+        qa_pooling: what the answer heads read: "cls" (the paper: the fused [CLS] state) or "cls+max"
+            (the fused [CLS] plus the element-wise maximum of the fused video tokens, so an object that
+            covers a few of the tokens reaches the heads before the [CLS] has learnt to attend to it:
+            what lets a QA model trained from random encoders use the video; clover-tiny's setting).
         head_dropout: dropout before each answer head.
         open_head_hidden_size: hidden width of the open-ended head (384).
         mc_head_hidden_size: hidden width of the multiple-choice head (256).
@@ -146,6 +153,7 @@ class CloverConfig(PreTrainedConfig):
 
     embed_dim: int = 768
     alignment_head_norm: str = "layernorm"
+    qa_pooling: str = "cls"
     qa_heads: list[str] | None = None
     head_dropout: float = 0.1
     open_head_hidden_size: int = 384
@@ -188,6 +196,8 @@ class CloverConfig(PreTrainedConfig):
             raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
         if self.alignment_head_norm not in ("layernorm", "batchnorm"):
             raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
+        if self.qa_pooling not in ("cls", "cls+max"):
+            raise ValueError(f"qa_pooling must be 'cls' or 'cls+max', got {self.qa_pooling!r}")
         if self.pretrain_objective not in ("clover", "pairwise"):
             raise ValueError(f"pretrain_objective must be 'clover' or 'pairwise', got {self.pretrain_objective!r}")
         bad_heads = [head for head in self.qa_heads if head not in QA_HEADS]

@@ -601,7 +601,7 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)  # (B*K, L)
         text_states = self.clover.encode_text(input_ids, attention_mask)  # (B or B*K, L, D)
         fused = self.clover.fuse(video_tokens, text_states, attention_mask, output_cls_attention)
-        logits = self.heads[head](fused.pooled)  # (B, num_answers) | (B*K, 1) | (B, 1)
+        logits = self.heads[head](self.answer_features(fused, video_tokens))  # (B, num_answers) | (B*K, 1) | (B, 1)
         cls_attention = fused.cls_attention
         if head == "mc":
             logits = logits.view(batch, num_candidates)  # (B, K)
@@ -613,6 +613,14 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             logits = logits.squeeze(-1)  # (B,)
         loss = self._loss(head, logits, labels) if labels is not None else None
         return VideoQAOutput(loss=loss, logits=logits, cls_attention=cls_attention)
+
+    def answer_features(self, fused: FusionOutput, video_tokens: torch.Tensor) -> torch.Tensor:
+        """What the answer heads read (B, D): the fused [CLS], plus with `qa_pooling="cls+max"` the
+        element-wise maximum over the fused video tokens (the first t*h*w positions)."""
+        if self.config.qa_pooling == "cls":
+            return fused.pooled
+        num_video = video_tokens.shape[1] * video_tokens.shape[2] * video_tokens.shape[3]
+        return fused.pooled + fused.last_hidden_state[:, :num_video].amax(dim=1)  # (B, D)
 
     @staticmethod
     def _loss(head: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -198,9 +198,14 @@ def test_save_and_load_give_identical_outputs(qa_model, tmp_path):
     assert not list(tmp_path.glob("*.bin")), "weights must be saved as safetensors, never pickled"
     loaded = CloverForVideoQA.from_pretrained(tmp_path).eval()
     pixel_values, input_ids, attention_mask = random_inputs()
+    saved, restored = qa_model.state_dict(), loaded.state_dict()
+    assert saved.keys() == restored.keys() and all(torch.equal(saved[key], restored[key]) for key in saved)
+    assert loaded.config.qa_pooling == qa_model.config.qa_pooling == "cls+max"
     with torch.no_grad():
         for head, ids in (("open", input_ids), ("count", input_ids)):
-            assert torch.equal(qa_model(pixel_values, ids, attention_mask, head=head).logits, loaded(pixel_values, ids, attention_mask, head=head).logits)
+            # Same weights, other tensors in memory: the max over video tokens may round differently (~1e-8).
+            expected = qa_model(pixel_values, ids, attention_mask, head=head).logits
+            assert torch.allclose(expected, loaded(pixel_values, ids, attention_mask, head=head).logits, rtol=0, atol=1e-6)
     base = AutoModel.from_pretrained(tmp_path)
     assert isinstance(base, CloverModel)
     with torch.no_grad():
@@ -244,6 +249,31 @@ def test_alignment_head_norms():
         model(pixel_values[:1], input_ids[:1], attention_mask[:1])
     with pytest.raises(ValueError, match="alignment_head_norm"):
         tiny_config(alignment_head_norm="groupnorm")
+
+
+def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
+    """"cls" (the paper, clover-base) feeds the heads the fused [CLS]; "cls+max" (clover-tiny) adds the
+    element-wise maximum over the fused video tokens, for every head and for one clip broadcast over
+    several questions; a checkpoint saved before the option existed (no key) reads as "cls"."""
+    assert CloverConfig.from_preset("clover-base").qa_pooling == "cls" and tiny_config().qa_pooling == "cls+max"
+    assert CloverConfig.from_dict({k: v for k, v in tiny_config().to_dict().items() if k != "qa_pooling"}).qa_pooling == "cls"
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config()).eval()
+    pixel_values, input_ids, attention_mask = random_inputs(batch=3)
+    video = model.encode_video(pixel_values[:1])  # one clip, three questions
+    tokens = video.tokens.expand(3, *video.tokens.shape[1:])  # (3, t, h, w, Cv)
+    fused = model.clover.fuse(tokens, model.clover.encode_text(input_ids, attention_mask), attention_mask)
+    num_video = tokens.shape[1] * tokens.shape[2] * tokens.shape[3]
+    by_hand = fused.pooled + torch.stack([fused.last_hidden_state[b, :num_video].max(dim=0).values for b in range(3)])
+    for head in ("open", "count"):
+        expected = model.heads[head](by_hand)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head=head).logits
+        assert torch.allclose(logits, expected.squeeze(-1) if head == "count" else expected, atol=1e-5)
+    model.config.qa_pooling = "cls"
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head="open").logits
+    assert torch.allclose(logits, model.heads["open"](fused.pooled), atol=1e-5)
+    with pytest.raises(ValueError, match="qa_pooling must be 'cls' or 'cls\\+max'"):
+        tiny_config(qa_pooling="mean")
 
 
 # --- pretrained backbones ------------------------------------------------------------------------------
