@@ -3,6 +3,7 @@
     python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
+    python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
 
 On the synthetic benchmark's test split, one table with accuracy per task (Action, Transition, FrameQA
 per type, MSVD-style per question word) and Count MSE, for:
@@ -12,10 +13,13 @@ per type, MSVD-style per question word) and Count MSE, for:
 3. fine-tuning from scratch, after pair-wise contrastive pre-training, and after Clover pre-training,
    each with the same fine-tuning budget (`--steps`), on 100% and on 10% of the QA training questions.
 
-The baselines and the comparison share one budget and one seed, so their rows compare with each other;
-the demo row had a larger budget. Every number is measured by `finetune.train_qa` (test split, every
-question counted) and written as measured. Rows and minutes are kept in `--work_dir`
-(`results.json`, `minutes.json`), so a run of some arms updates those rows and keeps the others.
+The baselines and the comparison share one budget, so their rows compare with each other; the demo
+row had a larger budget. Each arm runs once per seed of `--seeds` (the seed of its pre-training and of
+its fine-tuning); a row with several seeds shows their mean and standard deviation, which is how large
+a difference between rows must be to mean anything. Every number is measured by `finetune.train_qa`
+(test split, every question counted) and written as measured. Rows and minutes are kept per seed in
+`--work_dir` (`results.json`, `minutes.json`), so a run of some arms or seeds updates those and keeps
+the others.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo", default="examples/checkpoint", help="the demo checkpoint (its metrics.json is read)")
     parser.add_argument("--work_dir", default="runs/report")
     parser.add_argument("--output", default="docs/results.md")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated benchmark")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds: each arm (and its pre-training) runs once per seed")
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every arm")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4, help="as make_demo")
@@ -67,28 +72,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pretrained(args: argparse.Namespace, objective: str, data: Path) -> Path:
-    """A pre-training run with `objective`, reused when given or already complete."""
+def seed_dir(args: argparse.Namespace, seed: int) -> Path:
+    """Where one seed's runs go: `--work_dir` itself for seed 0 (as before seeds existed), else `seedN/`."""
+    return Path(args.work_dir) if seed == 0 else Path(args.work_dir) / f"seed{seed}"
+
+
+def pretrained(args: argparse.Namespace, objective: str, data: Path, seed: int) -> Path:
+    """A pre-training run with `objective` and `seed`, reused when given (for every seed) or already complete."""
     given = args.clover_pretrained if objective == "clover" else args.pairwise_pretrained
-    out = Path(given) if given else Path(args.work_dir) / f"pretrain-{objective}"
+    out = Path(given) if given else seed_dir(args, seed) / f"pretrain-{objective}"
     if (out / "config.json").exists():
         return out
     pretrain.main(pretrain_arguments(
         data, out, objective=objective, learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
-        batch_size=args.batch_size, num_workers=1, seed=args.seed,
+        batch_size=args.batch_size, num_workers=1, seed=seed,
     ))  # fmt: skip
     return out
 
 
-def finetune(args: argparse.Namespace, data: Path, name: str, start: Path | None, fraction: float, video_input: str) -> dict[str, Any]:
+def finetune(args: argparse.Namespace, data: Path, name: str, start: Path | None, fraction: float, video_input: str, seed: int) -> dict[str, Any]:
     """One arm: fixed steps on all five question sets, then the test split."""
-    out = Path(args.work_dir) / name.replace(" ", "_").replace(",", "").replace("%", "pc").replace("(", "").replace(")", "")
+    out = seed_dir(args, seed) / name.replace(" ", "_").replace(",", "").replace("%", "pc").replace("(", "").replace(")", "")
     return train_qa.main([
         *task_arguments(data, start),
         "--output_dir", str(out), "--skip_val",
         "--train_fraction", str(fraction), "--video_input", video_input,
         "--max_train_steps", str(args.steps), "--learning_rate", str(args.learning_rate), "--head_lr_multiplier", "5",
-        "--per_device_train_batch_size", str(args.batch_size), "--num_workers", "1", "--seed", str(args.seed),
+        "--per_device_train_batch_size", str(args.batch_size), "--num_workers", "1", "--seed", str(seed),
     ])
 
 
@@ -103,38 +113,58 @@ def summarise(test: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def cell(row: dict[str, Any], task: str) -> str:
-    values = row.get(task)
+def mean_and_sd(values: list[float]) -> tuple[float, float | None]:
+    """The mean and the sample standard deviation (None for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def cell(seeds: dict[str, dict[str, Any]], task: str) -> str:
+    """One table cell over a row's seeds: accuracy in % (or Count MSE), as "mean ± sd" with several seeds."""
+    values = [row[task] for row in seeds.values() if row.get(task)]
     if not values:
         return "-"
-    if "mse" in values:
-        return f"{values['mse']:.2f}"
-    return f"{100 * values['accuracy']:.1f}"
+    is_mse = "mse" in values[0]
+    mean, sd = mean_and_sd([v["mse"] if is_mse else 100 * v["accuracy"] for v in values])
+    digits = 2 if is_mse else 1
+    return f"{mean:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
 
 
-def per_type_cells(row: dict[str, Any], task: str) -> str:
-    per_type = (row.get(task) or {}).get("per_type") or {}
-    return ", ".join(f"{name} {100 * (v['accuracy'] if isinstance(v, dict) else v):.0f}" for name, v in sorted(per_type.items())) or "-"
+def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
+    """"type accuracy" pairs, each the mean over the row's seeds."""
+    scores: dict[str, list[float]] = {}
+    for row in seeds.values():
+        for name, v in ((row.get(task) or {}).get("per_type") or {}).items():
+            scores.setdefault(name, []).append(100 * (v["accuracy"] if isinstance(v, dict) else v))
+    return ", ".join(f"{name} {mean_and_sd(values)[0]:.0f}" for name, values in sorted(scores.items())) or "-"
 
 
 COLUMNS = ["tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"]
 
 
-def markdown(rows: dict[str, dict[str, Any]], args: argparse.Namespace, minutes: dict[str, float]) -> str:
+def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace, minutes: dict[str, float]) -> str:
+    """The measured section of the page; `rows` maps a row's name to {seed: cells}."""
     tasks = COLUMNS
     sizes = json.loads((Path(args.data) / "metadata.json").read_text()).get("clips", {})
-    header = "| | Action | Transition | FrameQA | MSVD-style | Count MSE (lower is better) |\n| --- | --- | --- | --- | --- | --- |\n"
-    lines = [f"| {name} | " + " | ".join(cell(row, task) for task in tasks) + " |" for name, row in rows.items()]
-    types = [f"| {name} | {per_type_cells(row, 'tgif-frameqa')} | {per_type_cells(row, 'msvd-qa')} |" for name, row in rows.items()]
+    header = "| | seeds | Action | Transition | FrameQA | MSVD-style | Count MSE (lower is better) |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+    lines = [
+        f"| {name} | {', '.join(sorted(seeds, key=int))} | " + " | ".join(cell(seeds, task) for task in tasks) + " |"
+        for name, seeds in rows.items()
+    ]
+    types = [f"| {name} | {per_type_cells(seeds, 'tgif-frameqa')} | {per_type_cells(seeds, 'msvd-qa')} |" for name, seeds in rows.items()]
     return "\n".join([
         "Measured by `python benchmarks/synthetic_qa.py` (this section is its output) on the test split of the",
         f"benchmark that `python -m clover.data.synthetic` generates with seed {args.seed} (train / val / test clips: "
         f"{sizes.get('train', '?')} / {sizes.get('val', '?')} / {sizes.get('test', '?')}).",
         "Accuracy in %, every test question counted; Count is the MSE of the rounded, clamped prediction.",
         f"Every row but the demo's fine-tunes clover-tiny for {args.steps} steps of {args.batch_size} questions",
-        f"(learning rate {args.learning_rate}, heads x5, seed {args.seed}) on all five question sets at once,",
+        f"(learning rate {args.learning_rate}, heads x5) on all five question sets at once,",
         "after the named pre-training (Clover or pair-wise: clover-tiny on the benchmark's captions,",
-        f"{args.pretrain_epochs} epochs at lr {args.pretrain_lr}) or none. The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
+        f"{args.pretrain_epochs} epochs at lr {args.pretrain_lr}) or none, once per seed listed (the seed of both",
+        "the pre-training and the fine-tuning); with several seeds a cell is the mean ± the standard deviation",
+        "over them. The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
         "",
         header + "\n".join(lines),
         "",
@@ -161,12 +191,20 @@ def write_report(path: Path, table: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def kept(work_dir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
-    """The rows and minutes of earlier runs in `work_dir` (empty when there are none)."""
+def kept(work_dir: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, float]]:
+    """The rows ({name: {seed: cells}}) and minutes of earlier runs in `work_dir` (empty when there are
+    none). A row written before seeds were recorded, {name: cells}, was seed 0's."""
     rows_file, minutes_file = work_dir / "results.json", work_dir / "minutes.json"
-    rows = json.loads(rows_file.read_text()) if rows_file.exists() else {}
+    stored = json.loads(rows_file.read_text()) if rows_file.exists() else {}
+    rows = {name: value["seeds"] if "seeds" in value else {"0": value} for name, value in stored.items()}
     minutes = json.loads(minutes_file.read_text()) if minutes_file.exists() else {}
     return rows, minutes
+
+
+def save_kept(work_dir: Path, rows: dict[str, dict[str, dict[str, Any]]], minutes: dict[str, float]) -> None:
+    rows_json = {name: {"seeds": seeds} for name, seeds in rows.items() if name != "demo checkpoint"}
+    (work_dir / "results.json").write_text(json.dumps(rows_json, indent=2) + "\n")
+    (work_dir / "minutes.json").write_text(json.dumps(minutes, indent=2) + "\n")
 
 
 def ordered(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -183,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows, minutes = kept(work_dir)
     demo_metrics = Path(args.demo) / "metrics.json"
     if demo_metrics.exists():
-        rows["demo checkpoint"] = summarise(json.loads(demo_metrics.read_text())["test"])
+        rows["demo checkpoint"] = {"0": summarise(json.loads(demo_metrics.read_text())["test"])}
     if not args.table_only:
         ensure_benchmark(data, args.seed)
         run_arms(args, data, rows, minutes)
@@ -193,22 +231,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return rows
 
 
-def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, Any]], minutes: dict[str, float]) -> None:
-    """Train and test each arm of `args.arms`, saving rows and minutes after each."""
-    starts: dict[str, Path | None] = {"scratch": None}
-    for name in args.arms:
-        start, fraction, video_input = ARMS[name]
-        if start not in starts:
+def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, dict[str, Any]]], minutes: dict[str, float]) -> None:
+    """Train and test each arm of `args.arms` once per seed, saving rows and minutes after each."""
+    for seed in args.seeds:
+        suffix = "" if seed == 0 else f", seed {seed}"
+        starts: dict[str, Path | None] = {"scratch": None}
+        for name in args.arms:
+            start, fraction, video_input = ARMS[name]
+            if start not in starts:
+                began = time.time()
+                starts[start] = pretrained(args, start, data, seed)
+                if time.time() - began > 5:  # not a reused run
+                    minutes[f"pre-training ({start}{suffix})"] = (time.time() - began) / 60
             began = time.time()
-            starts[start] = pretrained(args, start, data)
-            reused = time.time() - began < 5
-            minutes[f"pre-training ({start}{', reused' if reused else ''})"] = (time.time() - began) / 60
-        began = time.time()
-        metrics = finetune(args, data, name, starts[start], fraction, video_input)
-        minutes[name] = (time.time() - began) / 60
-        rows[name] = summarise(metrics["test"])
-        Path(args.work_dir, "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-        Path(args.work_dir, "minutes.json").write_text(json.dumps(minutes, indent=2) + "\n")
+            metrics = finetune(args, data, name, starts[start], fraction, video_input, seed)
+            minutes[name + suffix] = (time.time() - began) / 60
+            rows.setdefault(name, {})[str(seed)] = summarise(metrics["test"])
+            save_kept(Path(args.work_dir), rows, minutes)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from clover.data import synthetic
 from clover.data.synthetic import (
@@ -275,7 +276,12 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     work = tmp_path / "report"
     work.mkdir()
     row = {"tgif-action": {"accuracy": 0.5, "per_type": {}}, "tgif-count": {"mse": 1.25}}
-    (work / "results.json").write_text(json.dumps({"scratch, 10%": row, "text only (blank clip)": {**row, "tgif-action": {"accuracy": 0.25}}}))
+    seed1 = {"tgif-action": {"accuracy": 0.7, "per_type": {}}, "tgif-count": {"mse": 1.75}}
+    rows = {
+        "scratch, 10%": {"seeds": {"0": {**row, "tgif-action": {"accuracy": 0.3}}, "1": seed1}},
+        "text only (blank clip)": {**row, "tgif-action": {"accuracy": 0.25}},  # a row from before seeds: seed 0
+    }
+    (work / "results.json").write_text(json.dumps(rows))
     (work / "minutes.json").write_text(json.dumps({"scratch, 10%": 2.0}))
     page = tmp_path / "results.md"
     page.write_text(f"intro\n{synthetic_qa.START}\nold table\n{synthetic_qa.END}\nprose after\n")
@@ -287,6 +293,30 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     assert list(rows) == ["text only (blank clip)", "scratch, 10%"]  # ARMS order, not file order
     text = page.read_text()
     assert text.startswith("intro\n") and text.endswith("prose after\n") and "old table" not in text
-    assert "| text only (blank clip) | 25.0 | - | - | - | 1.25 |" in text
-    assert "| scratch, 10% | 50.0 | - | - | - | 1.25 |" in text
+    assert "| text only (blank clip) | 0 | 25.0 | - | - | - | 1.25 |" in text
+    # Two seeds: mean ± sample standard deviation (30 and 70 -> 50 ± 28.3; 1.25 and 1.75 -> 1.50 ± 0.35).
+    assert "| scratch, 10% | 0, 1 | 50.0 ± 28.3 | - | - | - | 1.50 ± 0.35 |" in text
     assert "scratch, 10% 2.0" in text
+
+
+def test_learning_curve_tool_decodes_each_clip_once_and_reports_every_task(bench: Path, tmp_path: Path) -> None:
+    """`benchmarks/qa_learning_curve.py` caches every train and val question with its clip's row, each
+    distinct clip decoded once, and prints one point per evaluation with every task's val score."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import qa_learning_curve
+
+    cache_file = tmp_path / "clips.pt"
+    argv = ["--data", str(bench), "--cache", str(cache_file), "--steps", "2", "--eval_every", "1", "--batch_size", "2", "--workers", "0"]
+    curve = qa_learning_curve.main(argv)
+    cache = torch.load(cache_file, weights_only=False)
+    action = cache["tasks"]["tgif-action"]
+    # 8 clips in train + val, as GIFs (TGIF tasks) and AVIs (MSVD-style): 16 decoded clips in all.
+    assert cache["clips"].shape == (16, 8, 3, 112, 112) and cache["clips"].dtype == torch.float16
+    assert action["train"]["input_ids"].shape[:2] == (len(action["train"]["labels"]), 5)  # (Q, K, L)
+    frameqa = cache["tasks"]["tgif-frameqa"]["val"]
+    assert len(frameqa["clip"]) == len(frameqa["labels"]) == len(frameqa["types"])
+    assert [point["step"] for point in curve] == [1, 2]
+    assert set(curve[-1]["val"]) >= {"tgif-action", "tgif-transition", "tgif-frameqa", "tgif-count", "msvd-qa"}
+    assert all(0 <= value <= 100 for name, value in curve[-1]["val"].items() if name != "tgif-count")
