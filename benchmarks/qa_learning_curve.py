@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clover import CloverConfig, CloverForVideoQA, CloverProcessor  # noqa: E402
 from clover.tokenization import tiny_tokenizer  # noqa: E402
 from finetune import training  # noqa: E402
-from finetune.common import TaskData, load_task  # noqa: E402
+from finetune.common import TaskData, count_limits_of, load_task, predict_batch  # noqa: E402
 from finetune.make_demo import TASKS, ensure_benchmark  # noqa: E402
 from finetune.train_qa import _dataset, head_settings  # noqa: E402
 
@@ -150,10 +150,11 @@ def evaluate(model: CloverForVideoQA, clips: torch.Tensor, tasks: dict[str, Any]
         predictions = []
         for start in range(0, len(entry["labels"]), 128):
             index = torch.arange(start, min(len(entry["labels"]), start + 128))
+            batch = {**model_batch(clips, entry, index, kind), "kept": torch.ones(len(index), dtype=torch.bool, device=clips.device), "ids": index.tolist()}
             with torch.autocast(clips.device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**model_batch(clips, entry, index, kind)).logits.float().cpu()
-            predictions.append(logits.round().clamp(model.config.count_min, model.config.count_max) if kind == "count" else logits.argmax(-1))
-        predicted, labels = torch.cat(predictions), entry["labels"]
+                values, _ = predict_batch(model, batch, kind, count_limits_of(model.config))  # (N,) class, candidate or count
+            predictions.append(values.cpu())
+        predicted, labels = torch.cat(predictions).float(), entry["labels"].float()
         if kind == "count":
             results[name] = round(float(((predicted - labels) ** 2).mean()), 3)
             continue

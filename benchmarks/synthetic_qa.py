@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -113,23 +114,16 @@ def summarise(test: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def mean_and_sd(values: list[float]) -> tuple[float, float | None]:
-    """The mean and the sample standard deviation (None for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-
-
 def cell(seeds: dict[str, dict[str, Any]], task: str) -> str:
     """One table cell over a row's seeds: accuracy in % (or Count MSE), as "mean ± sd" with several seeds."""
     values = [row[task] for row in seeds.values() if row.get(task)]
     if not values:
         return "-"
     is_mse = "mse" in values[0]
-    mean, sd = mean_and_sd([v["mse"] if is_mse else 100 * v["accuracy"] for v in values])
+    numbers = [v["mse"] if is_mse else 100 * v["accuracy"] for v in values]
     digits = 2 if is_mse else 1
-    return f"{mean:.{digits}f}" + ("" if sd is None else f" ± {sd:.{digits}f}")
+    spread = f" ± {statistics.stdev(numbers):.{digits}f}" if len(numbers) > 1 else ""  # sample standard deviation
+    return f"{statistics.mean(numbers):.{digits}f}{spread}"
 
 
 def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
@@ -138,7 +132,7 @@ def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
     for row in seeds.values():
         for name, v in ((row.get(task) or {}).get("per_type") or {}).items():
             scores.setdefault(name, []).append(100 * (v["accuracy"] if isinstance(v, dict) else v))
-    return ", ".join(f"{name} {mean_and_sd(values)[0]:.0f}" for name, values in sorted(scores.items())) or "-"
+    return ", ".join(f"{name} {statistics.mean(values):.0f}" for name, values in sorted(scores.items())) or "-"
 
 
 COLUMNS = ["tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"]
