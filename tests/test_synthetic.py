@@ -320,3 +320,45 @@ def test_learning_curve_tool_decodes_each_clip_once_and_reports_every_task(bench
     assert [point["step"] for point in curve] == [1, 2]
     assert set(curve[-1]["val"]) >= {"tgif-action", "tgif-transition", "tgif-frameqa", "tgif-count", "msvd-qa"}
     assert all(0 <= value <= 100 for name, value in curve[-1]["val"].items() if name != "tgif-count")
+
+
+def _video_probe():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import video_probe
+
+    return video_probe
+
+
+def test_video_probe_labels_and_balanced_accuracy_by_hand() -> None:
+    """The probe's labels are the actions some object does (stay still excluded) or the colours shown,
+    and its score per label is the mean of the true-positive and true-negative rates."""
+    video_probe = _video_probe()
+    background = Background((60, 60, 60), 0.2, 0.0, 8.0, False)
+    red = SceneObject("circle", "red", "small", 0.3, 0.5, 0.0, 1, 0.1,
+                      [ActionStep("blink", 2, 0, 4), ActionStep("stay still", 1, 4, 4)])  # fmt: skip
+    blue = SceneObject("square", "blue", "small", 0.7, 0.5, 0.0, 1, 0.1, [ActionStep("move left", 1, 0, 8)])
+    scene = Scene("probe", 0, "train", 1, background, [red, blue], False)
+    actions = dict(zip(video_probe.TARGETS["actions"], video_probe.scene_labels(scene, "actions")))
+    assert {name for name, on in actions.items() if on} == {"blink", "move left"}
+    colors = dict(zip(video_probe.TARGETS["colors"], video_probe.scene_labels(scene, "colors")))
+    assert {name for name, on in colors.items() if on} == {"red", "blue"}
+    # Label 0: positives rows 0, 1 (one found), negatives rows 2, 3 (both rejected): (1/2 + 2/2) / 2 = 75 %.
+    # Label 1: always present, 2 of 4 found: 50 %. Label 2: never present, 1 of 4 false alarms: 75 %.
+    labels = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.float)
+    predicted = torch.tensor([[1, 1, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    assert video_probe.balanced_accuracy(predicted, labels).tolist() == pytest.approx([75.0, 50.0, 75.0])
+
+
+def test_video_probe_renders_in_memory_and_reports_every_label() -> None:
+    video_probe = _video_probe()
+    argv = ["--train_clips", "4", "--val_clips", "3", "--steps", "2", "--eval_every", "1", "--batch_size", "2", "--workers", "1"]
+    curve = video_probe.main(argv)
+    assert [point["step"] for point in curve] == [1, 2]
+    scores = curve[-1]["val"]
+    assert list(scores["per_label"]) == list(synthetic.REPEATED_ACTIONS)
+    assert all(0 <= value <= 100 for value in scores["per_label"].values()) and 0 <= scores["exact_set"] <= 100
+    frames, labels = video_probe.render_set(0, "val", 3, "colors", workers=1)
+    assert frames.shape == (3, 8, 112, 112, 3) and frames.dtype == torch.uint8
+    assert labels.shape == (3, len(COLORS)) and set(labels.sum(1).tolist()) <= {1.0, 2.0, 3.0}  # 1 to 3 objects
