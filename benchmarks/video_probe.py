@@ -2,14 +2,14 @@
 
     python benchmarks/video_probe.py --target actions --steps 800
     python benchmarks/video_probe.py --target colors --pool mean
-    python benchmarks/video_probe.py --checkpoint runs/demo/pretrain/final --freeze   # what pre-training taught it
+    python benchmarks/video_probe.py --checkpoint runs/demo/pretrain --freeze   # what pre-training taught it
 
 The synthetic benchmark's questions about motion (Action, Transition, Count) stayed at chance in every
 fine-tuning run, while the questions about what a clip shows did not. This tool separates the video
 encoder from the rest: a linear layer on the pooled output tokens of clover-tiny's Video Swin says which
 of the benchmark's labels occur anywhere in a clip (multi-label, one logistic output per label), and
 encoder and layer train together with direct supervision, so nothing but the encoder's own learning
-can be slow. `--target actions`: the nine repeatable actions (stay still is in every clip);
+can be slow. `--target actions`: the nine repeatable actions (stay still, which most clips have, is left out);
 `--target colors`: the seven colours.
 
 Clips are rendered in memory from the benchmark's own scene sampler (`clover.data.synthetic`), 8 frames
