@@ -12,8 +12,8 @@ encoder and layer train together with direct supervision, so nothing but the enc
 can be slow. `--target actions`: the nine repeatable actions (stay still, which most clips have, is left out);
 `--target colors`: the seven colours.
 
-Clips are rendered in memory from the benchmark's own scene sampler (`clover.data.synthetic`), 8 frames
-each (the last instant of each of the 8 segments), `--train_clips` fresh scenes for training and
+Clips are rendered in memory from the benchmark's own scene sampler (`clover.data.synthetic`) at the
+model's frame size and number of frames (clover-tiny: 8 frames, the last instant of each segment), `--train_clips` fresh scenes for training and
 `--val_clips` others for validation; no files are written. Every `--eval_every` steps it prints one
 JSON line with the val score per label as balanced accuracy ((true-positive rate + true-negative
 rate) / 2, so 50 is chance whatever the label's frequency), their mean, and the share of val clips
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import sys
 import time
 from collections.abc import Sequence
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clover import CloverConfig  # noqa: E402
+from clover import CloverConfig, CloverProcessor  # noqa: E402
 from clover.data import synthetic  # noqa: E402
 from clover.modeling_clover import CloverModel  # noqa: E402
+from clover.tokenization import tiny_tokenizer  # noqa: E402
 
 TARGETS = {"actions": synthetic.REPEATED_ACTIONS, "colors": tuple(synthetic.COLORS)}
-NUM_FRAMES = 8
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -79,15 +79,17 @@ def scene_labels(scene: synthetic.Scene, target: str) -> list[int]:
     return [int(label in present) for label in TARGETS[target]]
 
 
-def _render(job: tuple[str, int, str]) -> tuple[torch.Tensor, list[int]]:
-    name, index, target = job
+def _render(job: tuple[str, int, str, int, int]) -> tuple[torch.Tensor, list[int]]:
+    name, index, target, size, num_frames = job
     scene = synthetic.sample_scene(random.Random(name), name, index, "probe")
-    return torch.from_numpy(synthetic.render_clip(scene, 112, NUM_FRAMES)), scene_labels(scene, target)
+    return torch.from_numpy(synthetic.render_clip(scene, size, num_frames)), scene_labels(scene, target)
 
 
-def render_set(seed: int, split: str, count: int, target: str, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+def render_set(
+    seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8 and labels (N, L)."""
-    jobs = [(f"{seed}:probe:{split}:{index}", index, target) for index in range(count)]
+    jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames) for index in range(count)]
     if workers > 1:  # spawned, not forked: a worker forked from a process with torch's threads can hang
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rendered = pool.map(_render, jobs, chunksize=64)
@@ -102,20 +104,18 @@ def render_set(seed: int, split: str, count: int, target: str, workers: int) -> 
 
 
 class VideoProbe(nn.Module):
-    """clover-tiny's video encoder and one linear layer on its max- or mean-pooled output tokens."""
+    """A Clover video encoder and one linear layer on its max- or mean-pooled output tokens; frames
+    are normalised by the model's own processor, as for question answering."""
 
-    def __init__(self, clover: CloverModel, num_labels: int, pool: str) -> None:
+    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str) -> None:
         super().__init__()
-        self.clover, self.pool = clover, pool
-        config = clover.config
-        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config.image_std).view(1, 1, 3, 1, 1), persistent=False)
-        width = clover.encode_video(torch.zeros(1, NUM_FRAMES, 3, config.image_size, config.image_size)).tokens.shape[-1]
-        self.classifier = nn.Linear(width, num_labels)
+        self.clover, self.processor, self.pool = clover, processor, pool
+        self.classifier = nn.Linear(clover.config.video_width, num_labels)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, T, S, S, 3) uint8 -> logits (B, L)."""
-        pixels = (frames.permute(0, 1, 4, 2, 3).float() / 255 - self.mean) / self.std  # (B, T, 3, S, S)
+        pixels = torch.stack([self.processor.preprocess_frames(clip) for clip in frames])  # (B, T, 3, S, S)
+        pixels = pixels.to(self.classifier.weight.device)
         tokens = self.clover.encode_video(pixels).tokens.flatten(1, 3)  # (B, t*h*w, C)
         pooled = tokens.amax(dim=1) if self.pool == "max" else tokens.mean(dim=1)  # (B, C)
         return self.classifier(pooled)
@@ -134,7 +134,7 @@ def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Te
 @torch.no_grad()
 def evaluate(probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str]) -> dict[str, Any]:
     probe.eval()
-    logits = torch.cat([probe(frames[start : start + 64].to(probe.mean.device)).cpu() for start in range(0, len(frames), 64)])
+    logits = torch.cat([probe(frames[start : start + 64]).cpu() for start in range(0, len(frames), 64)])
     probe.train()
     predicted = logits > 0
     per_label = balanced_accuracy(predicted, labels)
@@ -147,8 +147,12 @@ def evaluate(probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, name
 
 def build_probe(args: argparse.Namespace) -> VideoProbe:
     torch.manual_seed(args.seed)
-    clover = CloverModel.from_pretrained(args.checkpoint) if args.checkpoint else CloverModel(CloverConfig.from_preset("clover-tiny"))
-    probe = VideoProbe(clover, len(TARGETS[args.target]), args.pool)
+    if args.checkpoint:
+        clover, processor = CloverModel.from_pretrained(args.checkpoint), CloverProcessor.from_pretrained(args.checkpoint)
+    else:
+        config = CloverConfig.from_preset("clover-tiny")
+        clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
+    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool)
     if args.freeze:
         probe.clover.requires_grad_(False)
     return probe.to(args.device)
@@ -156,17 +160,17 @@ def build_probe(args: argparse.Namespace) -> VideoProbe:
 
 def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     names = TARGETS[args.target]
-    began = time.time()
-    train_frames, train_labels = render_set(args.seed, "train", args.train_clips, args.target, args.workers)
-    val_frames, val_labels = render_set(args.seed, "val", args.val_clips, args.target, args.workers)
-    rendered = round(time.time() - began, 1)
     probe = build_probe(args)
+    began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
+    train_frames, train_labels = render_set(args.seed, "train", args.train_clips, args.target, args.workers, *shape)
+    val_frames, val_labels = render_set(args.seed, "val", args.val_clips, args.target, args.workers, *shape)
+    rendered = round(time.time() - began, 1)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     curve, losses, began = [], [], time.time()
     for step in tqdm(range(1, args.steps + 1), desc="training"):
         index = torch.randint(0, len(train_frames), (args.batch_size,), generator=generator)
-        logits = probe(train_frames[index].to(args.device))  # (B, L)
+        logits = probe(train_frames[index])  # (B, L)
         loss = F.binary_cross_entropy_with_logits(logits, train_labels[index].to(args.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,9 +183,6 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()
-    if not curve:
-        curve.append({"step": 0, "render_seconds": rendered, "val": evaluate(probe, val_frames, val_labels, names)})
-        print(json.dumps(curve[-1]))
     return curve
 
 
