@@ -58,6 +58,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Trained from scratch, the fused [CLS] attends evenly over 196 video tokens for thousands of steps,
         # and an average of mostly background tokens does not carry the objects; the maximum does.
         "qa_pooling": "cls+max",
+        # Trained from scratch, the paper's multiple-choice score (the fused [CLS] of question + candidate)
+        # stays at chance even for a question one frame answers; a bilinear match with the candidate's
+        # own tokens learns it as fast as the open-ended head does (docs/results.md).
+        "mc_scoring": "concat+match",
         "open_head_hidden_size": 128,
         "mc_head_hidden_size": 64,
         "text_config": {
@@ -104,9 +108,14 @@ class CloverConfig(PreTrainedConfig):
             (the fused [CLS] plus the element-wise maximum of the fused video tokens, so an object that
             covers a few of the tokens reaches the heads before the [CLS] has learnt to attend to it:
             what lets a QA model trained from random encoders use the video; clover-tiny's setting).
+        mc_scoring: how a multiple-choice candidate is scored: "concat" (the paper: a head on the answer
+            features of question + candidate) or "concat+match" (plus the dot product of a projection of
+            those features with a projection of the mean text state of the candidate's own tokens, a
+            bilinear term whose gradient reaches both factors from the first step: what lets a
+            multiple-choice head trained from random encoders leave chance; clover-tiny's setting).
         head_dropout: dropout before each answer head.
         open_head_hidden_size: hidden width of the open-ended head (384).
-        mc_head_hidden_size: hidden width of the multiple-choice head (256).
+        mc_head_hidden_size: hidden width of the multiple-choice head, and of the match projections (256).
         count_min, count_max: the answer range of the count head (predictions are clamped to it).
         id2label / label2id: the open-ended answer vocabulary.
         alignment_head_norm: "layernorm" (the paper: the video head ends in LayerNorm, the text heads in
@@ -154,6 +163,7 @@ class CloverConfig(PreTrainedConfig):
     embed_dim: int = 768
     alignment_head_norm: str = "layernorm"
     qa_pooling: str = "cls"
+    mc_scoring: str = "concat"
     qa_heads: list[str] | None = None
     head_dropout: float = 0.1
     open_head_hidden_size: int = 384
@@ -198,6 +208,8 @@ class CloverConfig(PreTrainedConfig):
             raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
         if self.qa_pooling not in ("cls", "cls+max"):
             raise ValueError(f"qa_pooling must be 'cls' or 'cls+max', got {self.qa_pooling!r}")
+        if self.mc_scoring not in ("concat", "concat+match"):
+            raise ValueError(f"mc_scoring must be 'concat' or 'concat+match', got {self.mc_scoring!r}")
         if self.pretrain_objective not in ("clover", "pairwise"):
             raise ValueError(f"pretrain_objective must be 'clover' or 'pairwise', got {self.pretrain_objective!r}")
         bad_heads = [head for head in self.qa_heads if head not in QA_HEADS]

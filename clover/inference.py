@@ -253,7 +253,7 @@ class CloverInference:
     @property
     def heads(self) -> list[str]:
         """The answer heads of the loaded model ("open", "mc", "count")."""
-        return list(self.model.heads.keys())
+        return self.model.answer_heads
 
     @property
     def num_frames(self) -> int:

@@ -22,7 +22,7 @@ from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 from transformers.utils import ModelOutput
 
-from .configuration_clover import CloverConfig
+from .configuration_clover import QA_HEADS, CloverConfig
 from .video_swin import SwinTransformer3D, WindowAttention3D, load_video_swin_checkpoint
 
 # ---------------------------------------------------------------------------------------------------
@@ -313,6 +313,30 @@ class AnswerHead(nn.Module):
         return self.out(F.gelu(self.norm(self.dense(self.dropout(pooled)))))
 
 
+class CandidateMatch(nn.Module):
+    """The bilinear term of `mc_scoring="concat+match"`: how well the answer features of a question +
+    candidate text fit the candidate's own tokens, `<W_a answer, W_c mean(candidate states)> / sqrt(d)`.
+
+    Why: the paper's score is a head on the fused [CLS] of question + candidate, so a candidate changes
+    its score only through attention between its words and the video, which a model trained from
+    random weights does not find (a colour question stayed at chance for 400 steps). A dot product of
+    two projections has a gradient for each factor from the first step, as an open-ended head's class
+    weights do, and its "classes" are whatever text the candidates are.
+    """
+
+    def __init__(self, hidden_size: int, match_size: int):
+        super().__init__()
+        self.answer_proj = nn.Linear(hidden_size, match_size)
+        self.candidate_proj = nn.Linear(hidden_size, match_size)
+
+    def forward(self, answer: torch.Tensor, text_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """answer (N, D), text_states (N, L, D), token_mask (N, L) bool -> scores (N, 1)."""
+        weights = token_mask.to(text_states.dtype).unsqueeze(-1)  # (N, L, 1)
+        candidate = (text_states * weights).sum(1) / weights.sum(1).clamp(min=1)  # (N, D)
+        product = self.answer_proj(answer) * self.candidate_proj(candidate)  # (N, d)
+        return product.sum(-1, keepdim=True) / math.sqrt(product.shape[-1])  # (N, 1)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Base model
 # ---------------------------------------------------------------------------------------------------
@@ -546,6 +570,8 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             heads["open"] = AnswerHead(hidden, config.open_head_hidden_size, config.num_labels, dropout)
         if "mc" in config.qa_heads:
             heads["mc"] = AnswerHead(hidden, config.mc_head_hidden_size, 1, dropout)
+            if config.mc_scoring == "concat+match":
+                heads["mc_match"] = CandidateMatch(hidden, config.mc_head_hidden_size)
         if "count" in config.qa_heads:
             heads["count"] = AnswerHead(hidden, config.open_head_hidden_size, 1, dropout)
         self.heads = nn.ModuleDict(heads)
@@ -555,11 +581,17 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         """Encode clips once; pass the result as `video_features=` for each question about them."""
         return self.clover.encode_video(pixel_values)
 
+    @property
+    def answer_heads(self) -> list[str]:
+        """The heads a question can be asked with ("open", "mc", "count"); `heads` also holds the
+        multiple-choice match term (`mc_match`), which is part of the "mc" head."""
+        return [name for name in self.heads if name in QA_HEADS]
+
     def _pick_head(self, head: str | None, input_ids: torch.Tensor) -> str:
         if head is None:
             head = "mc" if input_ids.ndim == 3 else self.config.qa_heads[0]
-        if head not in self.heads:
-            raise ValueError(f"this model has no {head!r} head; it has {list(self.heads)}")
+        if head not in self.answer_heads:
+            raise ValueError(f"this model has no {head!r} head; it has {self.answer_heads}")
         if (head == "mc") != (input_ids.ndim == 3):
             raise ValueError(f"the {head!r} head needs input_ids of shape {'(B, K, L)' if head == 'mc' else '(B, L)'}, got {tuple(input_ids.shape)}")
         return head
@@ -572,6 +604,7 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         labels: torch.Tensor | None = None,
         head: str | None = None,
         candidate_mask: torch.Tensor | None = None,
+        candidate_token_mask: torch.Tensor | None = None,
         video_features: VideoFeatures | None = None,
         output_cls_attention: bool = False,
         **kwargs: Any,
@@ -580,7 +613,8 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
 
         pixel_values (B, T, 3, H, W), or `video_features` from `encode_video` (a batch of 1 clip is
         broadcast over B questions); input_ids / attention_mask (B, L), or (B, K, L) for multiple
-        choice with `candidate_mask` (B, K); labels: open (B,) class ids (-100 ignored), mc (B,)
+        choice with `candidate_mask` (B, K) and, for `mc_scoring="concat+match"`, `candidate_token_mask`
+        (B, K, L) (both from `CloverProcessor`); labels: open (B,) class ids (-100 ignored), mc (B,)
         candidate index, count (B,) numbers. The loss is computed only when labels are given.
         """
         if input_ids is None:
@@ -601,7 +635,10 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)  # (B*K, L)
         text_states = self.clover.encode_text(input_ids, attention_mask)  # (B or B*K, L, D)
         fused = self.clover.fuse(video_tokens, text_states, attention_mask, output_cls_attention)
-        logits = self.heads[head](self.answer_features(fused, video_tokens))  # (B, num_answers) | (B*K, 1) | (B, 1)
+        features = self.answer_features(fused, video_tokens)  # (B or B*K, D)
+        logits = self.heads[head](features)  # (B, num_answers) | (B*K, 1) | (B, 1)
+        if head == "mc" and "mc_match" in self.heads:
+            logits = logits + self.heads["mc_match"](features, text_states, self._token_mask(candidate_token_mask, input_ids))
         cls_attention = fused.cls_attention
         if head == "mc":
             logits = logits.view(batch, num_candidates)  # (B, K)
@@ -613,6 +650,19 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             logits = logits.squeeze(-1)  # (B,)
         loss = self._loss(head, logits, labels) if labels is not None else None
         return VideoQAOutput(loss=loss, logits=logits, cls_attention=cls_attention)
+
+    @staticmethod
+    def _token_mask(candidate_token_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor:
+        """The candidate-token mask flattened to (B*K, L) like `input_ids`, checked."""
+        if candidate_token_mask is None:
+            raise ValueError(
+                'this model scores candidates with mc_scoring="concat+match", which needs candidate_token_mask '
+                "(B, K, L): pass the output of CloverProcessor(..., candidates=...) or encode_multiple_choice whole"
+            )
+        mask = candidate_token_mask.flatten(0, 1)  # (B*K, L)
+        if mask.shape != input_ids.shape:
+            raise ValueError(f"candidate_token_mask has shape {tuple(candidate_token_mask.shape)}; it must match input_ids")
+        return mask.bool()
 
     def answer_features(self, fused: FusionOutput, video_tokens: torch.Tensor) -> torch.Tensor:
         """What the answer heads read (B, D): the fused [CLS], plus with `qa_pooling="cls+max"` the

@@ -33,7 +33,7 @@ from clover.configuration_clover import IMAGENET_MEAN, IMAGENET_STD, CloverConfi
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 MIN_CANDIDATES, MAX_CANDIDATES = 2, 10
 # Keys of a collated batch that `CloverForVideoQA.forward` takes; the rest is for evaluation.
-MODEL_INPUT_KEYS = ("pixel_values", "input_ids", "attention_mask", "candidate_mask", "labels")
+MODEL_INPUT_KEYS = ("pixel_values", "input_ids", "attention_mask", "candidate_mask", "candidate_token_mask", "labels")
 
 # Area fraction and aspect ratio of the training crop. Milder than ImageNet's (0.08, 1.0): questions ask
 # where things are and how many there are, and a small crop can cut the object asked about out of view.
@@ -262,7 +262,8 @@ class CloverProcessor:
 
         Returns `pixel_values` (B, T, 3, S, S); `input_ids`, `attention_mask` (B, L) padded to the
         longest text, at most `max_text_length`; with candidates (B, K_max, L) up to
-        `max_mc_text_length`, and `candidate_mask` (B, K_max) bool.
+        `max_mc_text_length`, `candidate_mask` (B, K_max) bool and `candidate_token_mask` (B, K_max, L)
+        bool (see `encode_multiple_choice`).
         """
         if return_tensors != "pt":
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
@@ -323,27 +324,36 @@ class CloverProcessor:
         `max_mc_text_length`, the question-and-options part is cut, never the scored candidate (each
         pair must still say which answer it scores). A missing candidate slot (a question with fewer
         than K_max candidates) holds "[CLS] [SEP]", attended, so no row is all padding; `candidate_mask`
-        marks it False and the model masks its score.
+        marks it False and the model masks its score. `candidate_token_mask` (B, K, L) marks the tokens
+        of the scored candidate in each text (what `mc_scoring="concat+match"` matches the answer with).
         """
         if len(questions) != len(candidates):
             raise ValueError(f"got {len(questions)} questions but candidates for {len(candidates)}")
         rows = [self._candidate_ids(question, options) for question, options in zip(questions, candidates)]
         num_slots = max(len(row) for row in rows)
-        length = max(len(ids) for row in rows for ids in row)
+        length = max(len(ids) for row in rows for ids, _ in row)
         empty = [self.tokenizer.cls_token_id, self.tokenizer.sep_token_id]
         input_ids = torch.full((len(rows), num_slots, length), self.tokenizer.pad_token_id, dtype=torch.long)  # (B, K, L)
         attention_mask = torch.zeros(len(rows), num_slots, length, dtype=torch.long)  # (B, K, L)
         candidate_mask = torch.zeros(len(rows), num_slots, dtype=torch.bool)  # (B, K)
+        candidate_token_mask = torch.zeros(len(rows), num_slots, length, dtype=torch.bool)  # (B, K, L)
         for b, row in enumerate(rows):
             candidate_mask[b, : len(row)] = True
             for k in range(num_slots):
-                ids = row[k] if k < len(row) else empty
+                ids, span = row[k] if k < len(row) else (empty, range(0))
                 input_ids[b, k, : len(ids)] = torch.tensor(ids)
                 attention_mask[b, k, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "candidate_mask": candidate_mask}
+                candidate_token_mask[b, k, span.start : span.stop] = True
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "candidate_mask": candidate_mask,
+            "candidate_token_mask": candidate_token_mask,
+        }
 
-    def _candidate_ids(self, question: str, options: Sequence[str]) -> list[list[int]]:
-        """Token ids ([CLS] ... [SEP]) of each candidate's template text, at most max_mc_text_length."""
+    def _candidate_ids(self, question: str, options: Sequence[str]) -> list[tuple[list[int], range]]:
+        """Per candidate: the token ids ([CLS] ... [SEP]) of its template text, at most
+        max_mc_text_length, and the positions of the candidate's own tokens in them."""
         _check_text(question, "question")
         if not MIN_CANDIDATES <= len(options) <= MAX_CANDIDATES:
             raise ValueError(
@@ -353,13 +363,15 @@ class CloverProcessor:
         for option in options:
             _check_text(option, "candidate")
         prefix = self._tokenize(f"{question.strip()} Options: {' '.join(option.strip() for option in options)}")
-        rows = []
+        answer_word, rows = self._tokenize("Answer:"), []
         for option in options:
-            suffix = self._tokenize(f"Answer: {option.strip()}")
+            suffix = answer_word + self._tokenize(option.strip())
             budget = self.max_mc_text_length - 2 - len(suffix)  # room left for the prefix after [CLS], [SEP]
             if budget < 0:
                 suffix, budget = suffix[: self.max_mc_text_length - 2], 0
-            rows.append([self.tokenizer.cls_token_id, *prefix[:budget], *suffix, self.tokenizer.sep_token_id])
+            kept = prefix[:budget]
+            ids = [self.tokenizer.cls_token_id, *kept, *suffix, self.tokenizer.sep_token_id]
+            rows.append((ids, range(1 + len(kept) + min(len(answer_word), len(suffix)), len(ids) - 1)))
         return rows
 
     def _tokenize(self, text: str) -> list[int]:
@@ -374,9 +386,9 @@ class CloverProcessor:
 
         None items (clips that could not be read) are dropped and counted in `batch["skipped"]`, which
         the training loop sums (a dataset's own counter lives in its worker process). QA batches have
-        `pixel_values`, `input_ids`, `attention_mask` (+ `candidate_mask` for multiple choice), `labels`
-        (long for open/mc, float for count; only when the items have labels), and the lists `ids`,
-        `questions`, `types`, `answers` (+ `candidates`). Caption batches have `pixel_values`,
+        `pixel_values`, `input_ids`, `attention_mask` (+ `candidate_mask` and `candidate_token_mask` for
+        multiple choice), `labels` (long for open/mc, float for count; only when the items have
+        labels), and the lists `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches have `pixel_values`,
         `input_ids`, `attention_mask`, `ids`, `captions`. A batch whose clips were all unreadable holds
         only `skipped` and an empty `ids` list.
         """

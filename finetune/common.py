@@ -155,7 +155,7 @@ class Collator:
 
 def model_inputs(batch: Mapping[str, Any], kind: str, with_labels: bool = True) -> dict[str, Any]:
     """The keyword arguments of `CloverForVideoQA.forward` for a collated batch of one task."""
-    names = ["pixel_values", "input_ids", "attention_mask"] + (["candidate_mask"] if kind == "mc" else [])
+    names = ["pixel_values", "input_ids", "attention_mask"] + (["candidate_mask", "candidate_token_mask"] if kind == "mc" else [])
     inputs = {name: batch[name] for name in names}
     if with_labels:
         inputs["labels"] = batch["labels"]

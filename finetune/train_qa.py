@@ -255,9 +255,9 @@ def apply_training_mode(model: CloverForVideoQA, args: argparse.Namespace) -> to
     if args.train == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(
+        lora = LoraConfig(  # modules_to_save: the answer heads, with the multiple-choice match term
             r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=list(model.config.qa_heads),
+            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=list(model.heads),
         )
         return get_peft_model(model, lora)
     return model

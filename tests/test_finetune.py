@@ -190,7 +190,7 @@ def test_lora_adapters_save_and_merge(bench: Path, tmp_path: Path) -> None:
     train_qa.main(_argv(bench, adapter_out, "tgif-action", "--max_train_steps", "2", "--train", "lora", "--seed", "3"))
     train_qa.main(_argv(bench, merged_out, "tgif-action", "--max_train_steps", "2", "--train", "lora", "--seed", "3", "--merge_lora"))
     adapter_config = json.loads((adapter_out / "adapter" / "adapter_config.json").read_text())
-    assert adapter_config["modules_to_save"] == ["mc"]
+    assert adapter_config["modules_to_save"] == ["mc", "mc_match"]  # clover-tiny's concat+match scoring
     from_adapter, _ = load_finetuned(adapter_out)
     merged = CloverForVideoQA.from_pretrained(merged_out)
     a, b = from_adapter.state_dict(), merged.state_dict()

@@ -154,6 +154,21 @@ def test_multiple_choice_template(processor):
         assert text.endswith(f"answer : {option}")
 
 
+def candidate_tokens(processor, out, b: int, k: int) -> str:
+    """The text under `candidate_token_mask` of row (b, k)."""
+    return processor.tokenizer.decode(out["input_ids"][b, k][out["candidate_token_mask"][b, k]])
+
+
+def test_candidate_token_mask_marks_exactly_the_scored_candidate(processor):
+    options = [["move left", "grow", "stay still"], ["red", "blue"]]
+    out = processor(text=["what does the red circle do twice ?", "what color ?"], candidates=options)
+    assert out["candidate_token_mask"].shape == out["input_ids"].shape and out["candidate_token_mask"].dtype == torch.bool
+    for b, row in enumerate(options):
+        for k, option in enumerate(row):
+            assert candidate_tokens(processor, out, b, k) == option
+    assert not out["candidate_token_mask"][1, 2:].any()  # empty slots have no candidate tokens
+
+
 def test_multiple_choice_truncation_keeps_the_scored_candidate(processor):
     options = ["move left", "move right"]
     out = processor(text="where " * 200 + "?", candidates=options)
@@ -161,6 +176,7 @@ def test_multiple_choice_truncation_keeps_the_scored_candidate(processor):
     for k, option in enumerate(options):
         text = processor.tokenizer.decode(out["input_ids"][0, k], skip_special_tokens=True)
         assert text.endswith(f"answer : {option}")
+        assert candidate_tokens(processor, out, 0, k) == option
 
 
 @pytest.mark.parametrize(
