@@ -2,6 +2,7 @@
 
     python benchmarks/qa_learning_curve.py --tasks tgif-frameqa --steps 3000 --learning_rate 5e-4
     python benchmarks/qa_learning_curve.py --config_overrides num_fusion_layers=3 --bf16   # on a GPU
+    python benchmarks/qa_learning_curve.py --model runs/probe/actions2000   # from a trained video encoder
 
 A tool for finding a recipe, not a recipe: the clips of the train and val splits are decoded once (the
 segment-centre frames and centre crop that evaluation uses, no augmentation) into one tensor cached in
@@ -51,6 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--warmup_steps", type=int, default=100, help="linear warm-up, then a constant rate")
     parser.add_argument("--config_overrides", help='clover-tiny settings to change, e.g. "num_fusion_layers=3"')
+    parser.add_argument("--model", help="start from this Clover model directory (e.g. `video_probe.py --save`'s) instead of random clover-tiny")
     parser.add_argument("--eval_every", type=int, default=250)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (on a GPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -118,7 +120,10 @@ def load_cache(args: argparse.Namespace) -> dict[str, Any]:
         ensure_benchmark(Path(args.data), seed=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(build_cache(Path(args.data), args.workers), path)
-    return torch.load(path, weights_only=False)
+    cache = torch.load(path, weights_only=False)
+    if any("candidate_token_mask" not in task["train"] for task in cache["tasks"].values() if task["kind"] == "mc"):
+        raise SystemExit(f"{path} was built by an older version of this tool (no candidate_token_mask): delete it to rebuild")
+    return cache
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,6 +142,7 @@ def model_batch(clips: torch.Tensor, entry: dict[str, Any], index: torch.Tensor,
     }
     if kind == "mc":
         batch["candidate_mask"] = entry["candidate_mask"][index].to(device)
+        batch["candidate_token_mask"] = entry["candidate_token_mask"][index].to(device)
     return batch
 
 
@@ -174,7 +180,11 @@ def train(args: argparse.Namespace, cache: dict[str, Any]) -> list[dict[str, Any
     clips = cache["clips"].to(device)
     tasks = {name: cache["tasks"][name] for name in args.tasks}
     overrides = training.parse_config_overrides(args.config_overrides)
-    model = CloverForVideoQA(CloverConfig.from_preset("clover-tiny", **{**cache["settings"], **overrides})).to(device)
+    if args.model:  # the heads the benchmark needs start new; overrides change the loaded config
+        model = CloverForVideoQA.from_pretrained(args.model, ignore_mismatched_sizes=True, **cache["settings"], **overrides)
+    else:
+        model = CloverForVideoQA(CloverConfig.from_preset("clover-tiny", **{**cache["settings"], **overrides}))
+    model = model.to(device)
     optimizer = torch.optim.AdamW(training.parameter_groups(model, args.learning_rate, args.weight_decay, args.head_lr_multiplier))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / args.warmup_steps))
     names = list(tasks)

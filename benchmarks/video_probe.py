@@ -3,6 +3,7 @@
     python benchmarks/video_probe.py --target actions --steps 800
     python benchmarks/video_probe.py --target colors --pool mean
     python benchmarks/video_probe.py --checkpoint runs/demo/pretrain --freeze   # what pre-training taught it
+    python benchmarks/video_probe.py --steps 2000 --save runs/probe/actions2000  # then: qa_learning_curve.py --model
 
 The synthetic benchmark's questions about motion (Action, Transition, Count) stayed at chance in every
 fine-tuning run, while the questions about what a clip shows did not. This tool separates the video
@@ -63,6 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes rendering the clips")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--save", help="save the trained Clover model (encoder included) and its processor here")
     return parser.parse_args(argv)
 
 
@@ -183,6 +185,9 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()
+    if args.save:
+        probe.clover.save_pretrained(args.save)
+        probe.processor.save_pretrained(args.save)
     return curve
 
 
