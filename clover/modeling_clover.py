@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+from transformers.models.bert.modeling_bert import BertLMPredictionHead, BertOnlyMLMHead
 from transformers.utils import ModelOutput
 
 from .configuration_clover import QA_HEADS, CloverConfig
@@ -382,6 +382,8 @@ class CloverPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.relative_position_bias_table, std=std)
         elif isinstance(module, SwinTransformer3D):
             init.normal_(module.mask_token, std=std)
+        elif isinstance(module, BertLMPredictionHead):  # as BERT: a new MLM head's bias is not left uninitialised
+            init.zeros_(module.bias)
 
 
 def _has_pickle_weights(location: str | os.PathLike) -> bool:

@@ -223,3 +223,16 @@ def test_pairwise_objective_runs(webvid: dict[str, Path], tmp_path: Path) -> Non
     assert metrics["objective"]["pretrain_objective"] == "pairwise"
     assert json.loads((tmp_path / "config.json").read_text())["pretrain_objective"] == "pairwise"
     assert "text_to_video" in metrics["retrieval"]
+
+
+def test_pretraining_from_a_checkpoint_without_mlm_head_starts_a_clean_head(tmp_path: Path) -> None:
+    """`pretrain.py --model` on a QA or video-pre-training checkpoint: the new MLM head is initialised
+    as BERT's (bias zero), not left as uninitialised memory (which once made every loss NaN)."""
+    from clover.configuration_clover import CloverConfig
+    from clover.modeling_clover import CloverForPretraining, CloverModel
+
+    torch.manual_seed(0)
+    CloverModel(CloverConfig.from_preset("clover-tiny")).save_pretrained(tmp_path)
+    model = CloverForPretraining.from_pretrained(tmp_path)
+    assert torch.equal(model.mlm_head.predictions.bias, torch.zeros_like(model.mlm_head.predictions.bias))
+    assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
