@@ -8,192 +8,25 @@
 The synthetic benchmark's questions about motion (Action, Transition, Count) stayed at chance in every
 fine-tuning run, while the questions about what a clip shows did not. This tool separates the video
 encoder from the rest: a linear layer on the pooled output tokens of clover-tiny's Video Swin says which
-of the benchmark's labels occur anywhere in a clip (multi-label, one logistic output per label), and
-encoder and layer train together with direct supervision, so nothing but the encoder's own learning
-can be slow. `--target actions`: the nine repeatable actions (stay still, which most clips have, is left out);
-`--target colors`: the seven colours.
+of the benchmark's labels occur anywhere in a clip, and encoder and layer train together with direct
+supervision, so nothing but the encoder's own learning can be slow. `--checkpoint` starts the encoder
+from a saved Clover model (e.g. a pre-training run) and `--freeze` trains the layer alone, which
+measures what that encoder already knows.
 
-Clips are rendered in memory from the benchmark's own scene sampler (`clover.data.synthetic`) at the
-model's frame size and number of frames (clover-tiny: 8 frames, the last instant of each segment), `--train_clips` fresh scenes for training and
-`--val_clips` others for validation; no files are written. Every `--eval_every` steps it prints one
-JSON line with the val score per label as balanced accuracy ((true-positive rate + true-negative
-rate) / 2, so 50 is chance whatever the label's frequency), their mean, and the share of val clips
-whose whole label set is right. `--checkpoint` starts the encoder from a saved Clover model (e.g. a
-pre-training run) and `--freeze` trains the layer alone, which measures what that encoder already knows.
+It is `finetune/pretrain_video.py` (the demo recipe's supervised video pre-training, our Kinetics) run
+as a measuring tool: the same clips, labels, score and options; see its docstring for the details.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
-import random
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clover import CloverConfig, CloverProcessor  # noqa: E402
-from clover.data import synthetic  # noqa: E402
-from clover.modeling_clover import CloverModel  # noqa: E402
-from clover.tokenization import tiny_tokenizer  # noqa: E402
+from finetune.pretrain_video import TARGETS, balanced_accuracy, main, render_set, scene_labels  # noqa: E402
 
-TARGETS = {"actions": synthetic.REPEATED_ACTIONS, "colors": tuple(synthetic.COLORS)}
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", choices=sorted(TARGETS), default="actions")
-    parser.add_argument("--pool", choices=("max", "mean"), default="max", help="how the probe pools the encoder's tokens")
-    parser.add_argument("--checkpoint", help="start the encoder from this Clover model directory (default: random clover-tiny)")
-    parser.add_argument("--freeze", action="store_true", help="train the linear layer only")
-    parser.add_argument("--train_clips", type=int, default=8000)
-    parser.add_argument("--val_clips", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--eval_every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering the clips")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--save", help="save the trained Clover model (encoder included) and its processor here")
-    return parser.parse_args(argv)
-
-
-# --------------------------------------------------------------------------------------------------
-# Clips and labels
-# --------------------------------------------------------------------------------------------------
-
-
-def scene_labels(scene: synthetic.Scene, target: str) -> list[int]:
-    """1 for each label of `target` that occurs in the scene (an action any object does, a colour any object has)."""
-    present = {obj.color for obj in scene.objects} if target == "colors" else {
-        step.action for obj in scene.objects for step in obj.core_steps()
-    }  # fmt: skip
-    return [int(label in present) for label in TARGETS[target]]
-
-
-def _render(job: tuple[str, int, str, int, int]) -> tuple[torch.Tensor, list[int]]:
-    name, index, target, size, num_frames = job
-    scene = synthetic.sample_scene(random.Random(name), name, index, "probe")
-    return torch.from_numpy(synthetic.render_clip(scene, size, num_frames)), scene_labels(scene, target)
-
-
-def render_set(
-    seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8 and labels (N, L)."""
-    jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames) for index in range(count)]
-    if workers > 1:  # spawned, not forked: a worker forked from a process with torch's threads can hang
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            rendered = pool.map(_render, jobs, chunksize=64)
-    else:
-        rendered = [_render(job) for job in jobs]
-    return torch.stack([frames for frames, _ in rendered]), torch.tensor([labels for _, labels in rendered], dtype=torch.float)
-
-
-# --------------------------------------------------------------------------------------------------
-# The probe
-# --------------------------------------------------------------------------------------------------
-
-
-class VideoProbe(nn.Module):
-    """A Clover video encoder and one linear layer on its max- or mean-pooled output tokens; frames
-    are normalised by the model's own processor, as for question answering."""
-
-    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str) -> None:
-        super().__init__()
-        self.clover, self.processor, self.pool = clover, processor, pool
-        self.classifier = nn.Linear(clover.config.video_width, num_labels)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, S, S, 3) uint8 -> logits (B, L)."""
-        pixels = torch.stack([self.processor.preprocess_frames(clip) for clip in frames])  # (B, T, 3, S, S)
-        pixels = pixels.to(self.classifier.weight.device)
-        tokens = self.clover.encode_video(pixels).tokens.flatten(1, 3)  # (B, t*h*w, C)
-        pooled = tokens.amax(dim=1) if self.pool == "max" else tokens.mean(dim=1)  # (B, C)
-        return self.classifier(pooled)
-
-
-def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per label, in %: the mean of the true-positive and true-negative rates (50 = chance). A label that
-    is always (or never) present counts only the rate it has."""
-    positive, negative = labels.bool(), ~labels.bool()
-    tpr = (predicted & positive).sum(0) / positive.sum(0).clamp(min=1)
-    tnr = (~predicted & negative).sum(0) / negative.sum(0).clamp(min=1)
-    both = (positive.sum(0) > 0) & (negative.sum(0) > 0)
-    return 100 * torch.where(both, (tpr + tnr) / 2, torch.where(positive.sum(0) > 0, tpr, tnr))
-
-
-@torch.no_grad()
-def evaluate(probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str]) -> dict[str, Any]:
-    probe.eval()
-    logits = torch.cat([probe(frames[start : start + 64]).cpu() for start in range(0, len(frames), 64)])
-    probe.train()
-    predicted = logits > 0
-    per_label = balanced_accuracy(predicted, labels)
-    return {
-        "balanced_accuracy": round(float(per_label.mean()), 1),
-        "exact_set": round(100 * float((predicted == labels.bool()).all(1).float().mean()), 1),
-        "per_label": {name: round(float(value), 1) for name, value in zip(names, per_label)},
-    }
-
-
-def build_probe(args: argparse.Namespace) -> VideoProbe:
-    torch.manual_seed(args.seed)
-    if args.checkpoint:
-        clover, processor = CloverModel.from_pretrained(args.checkpoint), CloverProcessor.from_pretrained(args.checkpoint)
-    else:
-        config = CloverConfig.from_preset("clover-tiny")
-        clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
-    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool)
-    if args.freeze:
-        probe.clover.requires_grad_(False)
-    return probe.to(args.device)
-
-
-def train(args: argparse.Namespace) -> list[dict[str, Any]]:
-    names = TARGETS[args.target]
-    probe = build_probe(args)
-    began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
-    train_frames, train_labels = render_set(args.seed, "train", args.train_clips, args.target, args.workers, *shape)
-    val_frames, val_labels = render_set(args.seed, "val", args.val_clips, args.target, args.workers, *shape)
-    rendered = round(time.time() - began, 1)
-    optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
-    generator = torch.Generator().manual_seed(args.seed)
-    curve, losses, began = [], [], time.time()
-    for step in tqdm(range(1, args.steps + 1), desc="training"):
-        index = torch.randint(0, len(train_frames), (args.batch_size,), generator=generator)
-        logits = probe(train_frames[index])  # (B, L)
-        loss = F.binary_cross_entropy_with_logits(logits, train_labels[index].to(args.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if step % args.eval_every == 0 or step == args.steps:
-            point = {"step": step, "seconds": round(time.time() - began), "render_seconds": rendered,
-                     "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
-                     "val": evaluate(probe, val_frames, val_labels, names)}  # fmt: skip
-            curve.append(point)
-            tqdm.write(json.dumps(point))
-            sys.stdout.flush()
-    if args.save:
-        probe.clover.save_pretrained(args.save)
-        probe.processor.save_pretrained(args.save)
-    return curve
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    return train(parse_args(argv))
-
+__all__ = ["TARGETS", "balanced_accuracy", "main", "render_set", "scene_labels"]
 
 if __name__ == "__main__":
     main()

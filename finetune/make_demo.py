@@ -3,11 +3,14 @@
     python -m finetune.make_demo                    # about 30 minutes on 2 CPU cores
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
-2. pre-train clover-tiny on its captions with the Clover objective (`finetune.pretrain`);
-3. fine-tune one model on all five question sets at once (TGIF-Action, -Transition, -FrameQA, -Count
+2. pre-train clover-tiny's video encoder to name the actions of fresh scenes of the benchmark's kind,
+   rendered in memory (`finetune.pretrain_video`: our analogue of the paper's Kinetics-trained Video
+   Swin, without which the motion questions stay at chance: docs/results.md);
+3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`);
+4. fine-tune one model on all five question sets at once (TGIF-Action, -Transition, -FrameQA, -Count
    and MSVD-style open-ended questions), so that it answers open-ended, multiple-choice and count
    questions (`finetune.train_qa`), and evaluate it on the test split;
-4. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
+5. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
    the test split (clips no model saw in training), as MP4 and GIF, with their questions and true
    answers, into `examples/` and `examples/examples.json`.
 
@@ -30,7 +33,7 @@ from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
 from clover.video import probe_video, read_frames, write_video
 from finetune import pretrain as pretraining
-from finetune import train_qa
+from finetune import pretrain_video, train_qa
 
 logger = logging.getLogger("make_demo")
 
@@ -54,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="examples/checkpoint", help="where the demo checkpoint goes")
     parser.add_argument("--examples_dir", default="examples", help="where example clips and examples.json go")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="supervised action steps of the video encoder (0: none)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--finetune_epochs", type=int, default=2)
@@ -63,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=1)
-    parser.add_argument("--skip_pretraining", action="store_true", help="fine-tune from scratch (for comparison)")
+    parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (or from scratch with --video_pretrain_steps 0)")
     parser.add_argument("--num_examples", type=int, default=8)
     return parser.parse_args(argv)
 
@@ -78,12 +82,13 @@ def ensure_benchmark(data: Path, seed: int) -> None:
 
 
 def pretrain_arguments(
-    data: Path, out: Path, *, objective: str, learning_rate: float, epochs: int, batch_size: int, num_workers: int, seed: int
-) -> list[str]:
-    """`finetune.pretrain`'s arguments for a new clover-tiny on the benchmark's captions in `data`
-    (also what `benchmarks/synthetic_qa.py` pre-trains its arms with)."""
+    data: Path, out: Path, *, objective: str, learning_rate: float, epochs: int, batch_size: int, num_workers: int, seed: int,
+    start: Path | None = None,
+) -> list[str]:  # fmt: skip
+    """`finetune.pretrain`'s arguments for clover-tiny (new, or the model in `start`) on the benchmark's
+    captions in `data` (also what `benchmarks/synthetic_qa.py` pre-trains its arms with)."""
     return [
-        "--preset", "clover-tiny", "--objective", objective,
+        *(["--model", str(start)] if start is not None else ["--preset", "clover-tiny"]), "--objective", objective,
         "--train_csv", str(data / "webvid/results.csv"), "--val_csv", str(data / "webvid/results_val.csv"),
         "--video_root", str(data / "webvid/videos"), "--output_dir", str(out),
         "--learning_rate", str(learning_rate), "--num_train_epochs", str(epochs),
@@ -91,11 +96,20 @@ def pretrain_arguments(
     ]  # fmt: skip
 
 
-def pretrain(args: argparse.Namespace, data: Path, out: Path) -> Path:
+def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path:
+    """Supervised action pre-training of a new clover-tiny's video encoder, saved as a Clover model in `out`."""
+    pretrain_video.main([
+        "--target", "actions", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
+        "--seed", str(args.seed), "--eval_every", "500", "--output_dir", str(out),
+    ])  # fmt: skip
+    return out
+
+
+def pretrain(args: argparse.Namespace, data: Path, out: Path, start: Path | None) -> Path:
     pretraining.main([
         *pretrain_arguments(
             data, out, objective="clover", learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
-            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed, start=start,
         ),
         "--checkpointing_steps", "100",
     ])  # fmt: skip
@@ -238,13 +252,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     data, work = Path(args.data), Path(args.work_dir)
     ensure_benchmark(data, args.seed)
-    start, spread = None, None
+    video = pretrain_video_encoder(args, work / "video") if args.video_pretrain_steps > 0 else None
+    start, spread = video, None
     if not args.skip_pretraining:
-        start = pretrain(args, data, work / "pretrain")
+        start = pretrain(args, data, work / "pretrain", video)
         spread = video_token_spread(start, sorted((data / "tgif/gifs").glob("*.gif"))[:16])
-        if spread < args.min_video_spread:
-            logger.warning("pre-training collapsed the video encoder (token spread %.3f < %.2f): fine-tuning from scratch", spread, args.min_video_spread)
-            start = None
+        if not spread >= args.min_video_spread:  # NaN too
+            logger.warning(
+                "pre-training collapsed the video encoder (token spread %.3f < %.2f): fine-tuning from %s",
+                spread, args.min_video_spread, video or "scratch",
+            )  # fmt: skip
+            start = video
     metrics = finetune(args, data, start, work / "finetune")
     recipe = {
         "command": "python -m finetune.make_demo",

@@ -351,10 +351,10 @@ def test_video_probe_labels_and_balanced_accuracy_by_hand() -> None:
     assert video_probe.balanced_accuracy(predicted, labels).tolist() == pytest.approx([75.0, 50.0, 75.0])
 
 
-def test_video_probe_renders_in_memory_and_reports_every_label() -> None:
+def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -> None:
     video_probe = _video_probe()
     argv = ["--train_clips", "4", "--val_clips", "3", "--steps", "2", "--eval_every", "1", "--batch_size", "2", "--workers", "1"]
-    curve = video_probe.main(argv)
+    curve = video_probe.main([*argv, "--save", str(tmp_path / "encoder")])
     assert [point["step"] for point in curve] == [1, 2]
     scores = curve[-1]["val"]
     assert list(scores["per_label"]) == list(synthetic.REPEATED_ACTIONS)
@@ -362,3 +362,12 @@ def test_video_probe_renders_in_memory_and_reports_every_label() -> None:
     frames, labels = video_probe.render_set(0, "val", 3, "colors", workers=1)
     assert frames.shape == (3, 8, 112, 112, 3) and frames.dtype == torch.uint8
     assert labels.shape == (3, len(COLORS)) and set(labels.sum(1).tolist()) <= {1.0, 2.0, 3.0}  # 1 to 3 objects
+    # The trained encoder is saved as a Clover model (finetune.pretrain_video --output_dir) a QA model starts from.
+    from clover import CloverForVideoQA, CloverProcessor
+    from clover.modeling_clover import CloverModel
+
+    trained = CloverModel.from_pretrained(tmp_path / "encoder")
+    qa = CloverForVideoQA.from_pretrained(tmp_path / "encoder", qa_heads=["mc"])
+    weight = "video_encoder.patch_embed.proj.weight"
+    torch.testing.assert_close(qa.clover.state_dict()[weight], trained.state_dict()[weight])
+    assert CloverProcessor.from_pretrained(tmp_path / "encoder").num_frames == 8
