@@ -97,9 +97,10 @@ def pretrain_arguments(
 
 
 def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path:
-    """Supervised action pre-training of a new clover-tiny's video encoder, saved as a Clover model in `out`."""
+    """Supervised pre-training of a new clover-tiny's video encoder to name the actions, colours and
+    shapes of rendered scenes, saved as a Clover model in `out`."""
     pretrain_video.main([
-        "--target", "actions", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
+        "--target", "scene", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
         "--seed", str(args.seed), "--eval_every", "500", "--output_dir", str(out),
     ])  # fmt: skip
     return out

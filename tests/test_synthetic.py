@@ -344,6 +344,8 @@ def test_video_probe_labels_and_balanced_accuracy_by_hand() -> None:
     assert {name for name, on in actions.items() if on} == {"blink", "move left"}
     colors = dict(zip(video_probe.TARGETS["colors"], video_probe.scene_labels(scene, "colors")))
     assert {name for name, on in colors.items() if on} == {"red", "blue"}
+    everything = dict(zip(video_probe.TARGETS["scene"], video_probe.scene_labels(scene, "scene")))
+    assert {name for name, on in everything.items() if on} == {"blink", "move left", "red", "blue", "circle", "square"}
     # Label 0: positives rows 0, 1 (one found), negatives rows 2, 3 (both rejected): (1/2 + 2/2) / 2 = 75 %.
     # Label 1: always present, 2 of 4 found: 50 %. Label 2: never present, 1 of 4 false alarms: 75 %.
     labels = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.float)
