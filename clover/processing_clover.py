@@ -388,8 +388,8 @@ class CloverProcessor:
         the training loop sums (a dataset's own counter lives in its worker process). QA batches have
         `pixel_values`, `input_ids`, `attention_mask` (+ `candidate_mask` and `candidate_token_mask` for
         multiple choice), `labels` (long for open/mc, float for count; only when the items have
-        labels), and the lists `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches have `pixel_values`,
-        `input_ids`, `attention_mask`, `ids`, `captions`. A batch whose clips were all unreadable holds
+        labels), and the lists `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches
+        have `pixel_values`, `input_ids`, `attention_mask`, `ids`, `captions`. A batch whose clips were all unreadable holds
         only `skipped` and an empty `ids` list.
         """
         kept = [example for example in examples if example is not None]

@@ -3,8 +3,8 @@
     python -m finetune.make_demo                    # about 30 minutes on 2 CPU cores
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
-2. pre-train clover-tiny's video encoder to name the actions of fresh scenes of the benchmark's kind,
-   rendered in memory (`finetune.pretrain_video`: our analogue of the paper's Kinetics-trained Video
+2. pre-train clover-tiny's video encoder to name the actions, colours and shapes of fresh scenes of
+   the benchmark's kind, rendered in memory (`finetune.pretrain_video`: our analogue of the paper's Kinetics-trained Video
    Swin, without which the motion questions stay at chance: docs/results.md);
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`);
 4. fine-tune one model on all five question sets at once (TGIF-Action, -Transition, -FrameQA, -Count
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="examples/checkpoint", help="where the demo checkpoint goes")
     parser.add_argument("--examples_dir", default="examples", help="where example clips and examples.json go")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="supervised action steps of the video encoder (0: none)")
+    parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="steps of the video encoder's supervised pre-training (0: none)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--finetune_epochs", type=int, default=2)
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=1)
-    parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (or from scratch with --video_pretrain_steps 0)")
+    parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (from scratch with --video_pretrain_steps 0)")
     parser.add_argument("--num_examples", type=int, default=8)
     return parser.parse_args(argv)
 

@@ -236,3 +236,8 @@ def test_pretraining_from_a_checkpoint_without_mlm_head_starts_a_clean_head(tmp_
     model = CloverForPretraining.from_pretrained(tmp_path)
     assert torch.equal(model.mlm_head.predictions.bias, torch.zeros_like(model.mlm_head.predictions.bias))
     assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
+    # The mechanism itself, whatever the memory held: initialising the head zeroes a NaN bias.
+    with torch.no_grad():
+        model.mlm_head.predictions.bias.fill_(float("nan"))
+    model._init_weights(model.mlm_head.predictions)
+    assert torch.equal(model.mlm_head.predictions.bias, torch.zeros_like(model.mlm_head.predictions.bias))

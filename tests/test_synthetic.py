@@ -372,4 +372,7 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     qa = CloverForVideoQA.from_pretrained(tmp_path / "encoder", qa_heads=["mc"])
     weight = "video_encoder.patch_embed.proj.weight"
     torch.testing.assert_close(qa.clover.state_dict()[weight], trained.state_dict()[weight])
+    torch.manual_seed(0)  # the probe's seed: the encoder as it was before its two training steps
+    untrained = CloverModel(trained.config)
+    assert not torch.equal(untrained.state_dict()[weight], trained.state_dict()[weight])
     assert CloverProcessor.from_pretrained(tmp_path / "encoder").num_frames == 8
