@@ -1,17 +1,24 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
-    python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json
+    python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json (~80 min, 2 CPU cores)
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
+    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video   # reuse make_demo's first stage
 
 On the synthetic benchmark's test split, one table with accuracy per task (Action, Transition, FrameQA
 per type, MSVD-style per question word) and Count MSE, for:
 
 1. the demo checkpoint (`examples/checkpoint`, its own longer recipe: `python -m finetune.make_demo`);
 2. baselines that see no video (a blank clip: text only) or one frame (the middle frame in every slot);
-3. fine-tuning from scratch, after pair-wise contrastive pre-training, and after Clover pre-training,
-   each with the same fine-tuning budget (`--steps`), on 100% and on 10% of the QA training questions.
+3. fine-tuning from scratch (random weights), from the video encoder's pre-training alone, and after
+   pair-wise contrastive or Clover pre-training on the benchmark's captions (both starting from that
+   video encoder, as the paper's start from a Kinetics-trained Video Swin), each with the same
+   fine-tuning budget (`--steps`), on 100% and on 10% of the QA training questions.
+
+The video encoder's pre-training (`finetune.pretrain_video --target scene`, make_demo's first stage)
+runs once, with seed 0, into `--work_dir/video` and is shared by every arm and seed, as the paper's
+one Kinetics checkpoint is (`--video_pretrained DIR` reuses one, e.g. `runs/demo/video`).
 
 The baselines and the comparison share one budget, so their rows compare with each other; the demo
 row had a larger budget. Each arm runs once per seed of `--seeds` (the seed of its pre-training and of
@@ -35,19 +42,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune import pretrain, train_qa  # noqa: E402
+from finetune import pretrain, pretrain_video, train_qa  # noqa: E402
 from finetune.make_demo import ensure_benchmark, pretrain_arguments, task_arguments  # noqa: E402
 
 logger = logging.getLogger("synthetic_qa")
 
-# Arms of the comparison: name -> (start, train fraction, video input).
+# Arms of the comparison: name -> (start, train fraction, video input). Starts: "scratch" (random
+# clover-tiny), "video" (the video encoder's pre-training alone), "pairwise" and "clover" (caption
+# pre-training with that objective, from the video encoder).
 ARMS: dict[str, tuple[str, float, str]] = {
     "text only (blank clip)": ("clover", 1.0, "none"),
     "single middle frame": ("clover", 1.0, "middle"),
     "scratch, 100%": ("scratch", 1.0, "full"),
+    "video pre-training only, 100%": ("video", 1.0, "full"),
     "pair-wise pre-training, 100%": ("pairwise", 1.0, "full"),
     "Clover pre-training, 100%": ("clover", 1.0, "full"),
     "scratch, 10%": ("scratch", 0.1, "full"),
+    "video pre-training only, 10%": ("video", 0.1, "full"),
     "pair-wise pre-training, 10%": ("pairwise", 0.1, "full"),
     "Clover pre-training, 10%": ("clover", 0.1, "full"),
 }
@@ -61,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default="docs/results.md")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated benchmark")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds: each arm (and its pre-training) runs once per seed")
-    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every arm")
+    parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps of every arm")
+    parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="steps of the shared video encoder pre-training (as make_demo)")
+    parser.add_argument("--video_pretrained", help="reuse this video encoder pre-training (e.g. runs/demo/video)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4, help="as make_demo")
     parser.add_argument("--clover_pretrained", help="reuse this Clover pre-training run (e.g. runs/demo/pretrain)")
@@ -78,17 +91,39 @@ def seed_dir(args: argparse.Namespace, seed: int) -> Path:
     return Path(args.work_dir) if seed == 0 else Path(args.work_dir) / f"seed{seed}"
 
 
+def video_pretrained(args: argparse.Namespace) -> Path:
+    """The shared video encoder pre-training: `--video_pretrained`, or `--work_dir/video` (trained
+    with seed 0 unless already complete)."""
+    out = Path(args.video_pretrained or Path(args.work_dir) / "video")
+    if not (out / "config.json").exists():
+        pretrain_video.main([
+            "--target", "scene", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
+            "--seed", "0", "--eval_every", "500", "--output_dir", str(out),
+        ])  # fmt: skip
+    return out
+
+
 def pretrained(args: argparse.Namespace, objective: str, data: Path, seed: int) -> Path:
-    """A pre-training run with `objective` and `seed`, reused when given (for every seed) or already complete."""
+    """A caption pre-training run with `objective` and `seed` from the shared video encoder, reused when
+    given (for every seed) or already complete."""
     given = args.clover_pretrained if objective == "clover" else args.pairwise_pretrained
     out = Path(given) if given else seed_dir(args, seed) / f"pretrain-{objective}"
     if (out / "config.json").exists():
         return out
     pretrain.main(pretrain_arguments(
         data, out, objective=objective, learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
-        batch_size=args.batch_size, num_workers=1, seed=seed,
+        batch_size=args.batch_size, num_workers=1, seed=seed, start=video_pretrained(args),
     ))  # fmt: skip
     return out
+
+
+def start_of(args: argparse.Namespace, start: str, data: Path, seed: int) -> Path | None:
+    """The checkpoint an arm fine-tunes from (None: a random clover-tiny)."""
+    if start == "scratch":
+        return None
+    if start == "video":
+        return video_pretrained(args)
+    return pretrained(args, start, data, seed)
 
 
 def finetune(args: argparse.Namespace, data: Path, name: str, start: Path | None, fraction: float, video_input: str, seed: int) -> dict[str, Any]:
@@ -135,6 +170,36 @@ def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
     return ", ".join(f"{name} {statistics.mean(values):.0f}" for name, values in sorted(scores.items())) or "-"
 
 
+def retrieval_lines(args: argparse.Namespace) -> list[str]:
+    """A table of the caption pre-training runs' zero-shot text-to-video retrieval on the benchmark's
+    held-out caption pairs (from each run's metrics.json), one row per objective and seed found."""
+    found: list[tuple[str, str, dict[str, float]]] = []
+    for objective, given in (("clover", args.clover_pretrained), ("pairwise", args.pairwise_pretrained)):
+        work = Path(args.work_dir)
+        runs = {"given": Path(given)} if given else {
+            "0": work / f"pretrain-{objective}",
+            **{d.parent.name.removeprefix("seed"): d for d in sorted(work.glob(f"seed*/pretrain-{objective}"))},
+        }  # fmt: skip
+        for seed, run in runs.items():
+            metrics = run / "metrics.json"
+            if metrics.exists() and "retrieval" in (m := json.loads(metrics.read_text())):
+                found.append((objective, seed, m["retrieval"]["text_to_video"]))
+    if not found:
+        return []
+    lines = [
+        "Zero-shot text-to-video retrieval after the caption pre-training (200 held-out caption pairs of the",
+        "benchmark, chance R@1 0.5 %, R@10 5 %), the same pre-training the rows above fine-tune from:",
+        "",
+        "| pre-training | seed | R@1 | R@5 | R@10 | median rank |\n| --- | --- | --- | --- | --- | --- |",
+    ]
+    names = {"clover": "Clover", "pairwise": "pair-wise"}
+    lines += [
+        f"| {names[o]} | {seed} | {100 * r['R@1']:.1f} | {100 * r['R@5']:.1f} | {100 * r['R@10']:.1f} | {r['median_rank']:g} |"
+        for o, seed, r in found
+    ]
+    return [*lines, ""]
+
+
 COLUMNS = ["tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"]
 
 
@@ -155,10 +220,13 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "Accuracy in %, every test question counted; Count is the MSE of the rounded, clamped prediction.",
         f"Every row but the demo's fine-tunes clover-tiny for {args.steps} steps of {args.batch_size} questions",
         f"(learning rate {args.learning_rate}, heads x5) on all five question sets at once,",
-        "after the named pre-training (Clover or pair-wise: clover-tiny on the benchmark's captions,",
-        f"{args.pretrain_epochs} epochs at lr {args.pretrain_lr}) or none, once per seed listed (the seed of both",
-        "the pre-training and the fine-tuning); with several seeds a cell is the mean ± the standard deviation",
-        "over them. The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
+        "from random weights (scratch), from the video encoder's pre-training alone (`finetune.pretrain_video",
+        f"--target scene`, {args.video_pretrain_steps} steps, one run shared by every row and seed), or after Clover or",
+        "pair-wise pre-training on the benchmark's captions from that video encoder",
+        f"({args.pretrain_epochs} epochs at lr {args.pretrain_lr}); the baselines start from the Clover pre-training.",
+        "Each row runs once per seed listed (the seed of both the caption pre-training and the fine-tuning);",
+        "with several seeds a cell is the mean ± the standard deviation over them.",
+        "The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
         "",
         header + "\n".join(lines),
         "",
@@ -166,6 +234,7 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "",
         "| | FrameQA | MSVD-style |\n| --- | --- | --- |\n" + "\n".join(types),
         "",
+        *retrieval_lines(args),
         "Minutes per run on this machine (2 CPU cores): " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()),
         "",
     ])
@@ -229,12 +298,12 @@ def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, dic
     """Train and test each arm of `args.arms` once per seed, saving rows and minutes after each."""
     for seed in args.seeds:
         suffix = "" if seed == 0 else f", seed {seed}"
-        starts: dict[str, Path | None] = {"scratch": None}
+        starts: dict[str, Path | None] = {}
         for name in args.arms:
             start, fraction, video_input = ARMS[name]
             if start not in starts:
                 began = time.time()
-                starts[start] = pretrained(args, start, data, seed)
+                starts[start] = start_of(args, start, data, seed)
                 if time.time() - began > 5:  # not a reused run
                     minutes[f"pre-training ({start}{suffix})"] = (time.time() - began) / 60
             began = time.time()

@@ -376,3 +376,50 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     untrained = CloverModel(trained.config)
     assert not torch.equal(untrained.state_dict()[weight], trained.state_dict()[weight])
     assert CloverProcessor.from_pretrained(tmp_path / "encoder").num_frames == 8
+
+
+def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pre-trained arm of `benchmarks/synthetic_qa.py` starts from the one video encoder
+    pre-training: the video-only arm fine-tunes from it, and the caption pre-training (Clover or
+    pair-wise, any seed) starts from it; scratch starts from nothing."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import synthetic_qa
+
+    video = tmp_path / "video"
+    video.mkdir()
+    (video / "config.json").write_text("{}")  # a complete run: reused, not trained again
+    calls: list[list[str]] = []
+    monkeypatch.setattr(synthetic_qa.pretrain, "main", lambda argv: calls.append(argv))
+    monkeypatch.setattr(synthetic_qa.pretrain_video, "main", lambda argv: pytest.fail("the video stage ran again"))
+    args = synthetic_qa.parse_args(["--work_dir", str(tmp_path / "report"), "--video_pretrained", str(video)])
+    data = tmp_path / "bench"
+
+    assert synthetic_qa.start_of(args, "scratch", data, 0) is None
+    assert synthetic_qa.start_of(args, "video", data, 0) == video
+    assert synthetic_qa.start_of(args, "clover", data, 1) == tmp_path / "report" / "seed1" / "pretrain-clover"
+    assert synthetic_qa.start_of(args, "pairwise", data, 0) == tmp_path / "report" / "pretrain-pairwise"
+    assert len(calls) == 2
+    for argv, objective, seed in zip(calls, ["clover", "pairwise"], ["1", "0"]):
+        assert argv[argv.index("--model") + 1] == str(video)
+        assert argv[argv.index("--objective") + 1] == objective
+        assert argv[argv.index("--seed") + 1] == seed
+
+
+def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
+    """The report adds each caption pre-training run's zero-shot retrieval, by objective and seed, in %."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import synthetic_qa
+
+    work = tmp_path / "report"
+    t2v = {"R@1": 0.195, "R@5": 0.655, "R@10": 0.88, "median_rank": 4.0}
+    for run, r1 in ((work / "pretrain-clover", 0.195), (work / "seed1" / "pretrain-pairwise", 0.08)):
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"retrieval": {"text_to_video": {**t2v, "R@1": r1}}}))
+    lines = synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(work)]))
+    assert "| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 |" in lines
+    assert "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 |" in lines
+    assert synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(tmp_path / "none")])) == []
