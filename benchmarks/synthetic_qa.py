@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune import pretrain, pretrain_video, train_qa  # noqa: E402
-from finetune.make_demo import ensure_benchmark, pretrain_arguments, task_arguments  # noqa: E402
+from finetune.make_demo import ensure_benchmark, pretrain_arguments, task_arguments, video_pretrain_arguments  # noqa: E402
 
 logger = logging.getLogger("synthetic_qa")
 
@@ -96,10 +96,7 @@ def video_pretrained(args: argparse.Namespace) -> Path:
     with seed 0 unless already complete)."""
     out = Path(args.video_pretrained or Path(args.work_dir) / "video")
     if not (out / "config.json").exists():
-        pretrain_video.main([
-            "--target", "scene", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
-            "--seed", "0", "--eval_every", "500", "--output_dir", str(out),
-        ])  # fmt: skip
+        pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
     return out
 
 

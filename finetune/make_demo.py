@@ -96,13 +96,18 @@ def pretrain_arguments(
     ]  # fmt: skip
 
 
+def video_pretrain_arguments(out: Path, *, steps: int, batch_size: int, seed: int) -> list[str]:
+    """`finetune.pretrain_video`'s arguments for the recipe's first stage: a new clover-tiny's video
+    encoder trained to name the actions, colours and shapes of rendered scenes, saved in `out` (also
+    the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from)."""
+    return [
+        "--target", "scene", "--steps", str(steps), "--batch_size", str(batch_size),
+        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out),
+    ]  # fmt: skip
+
+
 def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path:
-    """Supervised pre-training of a new clover-tiny's video encoder to name the actions, colours and
-    shapes of rendered scenes, saved as a Clover model in `out`."""
-    pretrain_video.main([
-        "--target", "scene", "--steps", str(args.video_pretrain_steps), "--batch_size", str(args.batch_size),
-        "--seed", str(args.seed), "--eval_every", "500", "--output_dir", str(out),
-    ])  # fmt: skip
+    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.seed))
     return out
 
 

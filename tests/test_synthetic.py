@@ -406,6 +406,13 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
         assert argv[argv.index("--objective") + 1] == objective
         assert argv[argv.index("--seed") + 1] == seed
 
+    # Without --video_pretrained the stage runs once, into the work dir, with make_demo's settings and seed 0.
+    stages: list[list[str]] = []
+    monkeypatch.setattr(synthetic_qa.pretrain_video, "main", stages.append)
+    args = synthetic_qa.parse_args(["--work_dir", str(tmp_path / "fresh")])
+    assert synthetic_qa.start_of(args, "video", data, 2) == tmp_path / "fresh" / "video"
+    assert stages == [synthetic_qa.video_pretrain_arguments(tmp_path / "fresh" / "video", steps=1500, batch_size=16, seed=0)]
+
 
 def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
     """The report adds each caption pre-training run's zero-shot retrieval, by objective and seed, in %."""
