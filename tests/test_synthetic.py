@@ -430,3 +430,17 @@ def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
     assert "| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 |" in lines
     assert "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 |" in lines
     assert synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(tmp_path / "none")])) == []
+
+
+def test_the_bundled_demo_checkpoint_answers_its_examples() -> None:
+    """Issue 6's "done when": `examples/checkpoint` loads with `from_pretrained` and answers every
+    question of `examples/examples.json` on its clip (all from the test split) with the true answer."""
+    from clover.inference import CloverInference
+    from finetune.make_demo import _answers_correctly
+
+    examples_dir = Path(__file__).resolve().parents[1] / "examples"
+    examples = json.loads((examples_dir / "examples.json").read_text(encoding="utf-8"))
+    engine = CloverInference.from_pretrained(examples_dir / "checkpoint")
+    assert len(examples) >= 4 and {"candidates" in e for e in examples} == {True, False}  # both kinds of question
+    wrong = [e["question"] for e in examples if not _answers_correctly(engine, examples_dir / e["video"], e)]
+    assert wrong == []
