@@ -78,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--num_workers", type=int, default=2)
     data.add_argument("--skip_test", action="store_true", help="do not evaluate on the test split at the end")
     data.add_argument("--skip_val", action="store_true", help="no validation (and no best/ checkpoint): fixed-budget comparisons")
+    data.add_argument("--task_sampling_alpha", type=float, default=1.0,
+                      help="a task's share of the training batches is proportional to its size to this power: "
+                      "1 as many batches as its data fills, 0 the same share for every task (small tasks repeat)")
     data.add_argument("--train_fraction", type=float, default=1.0, help="train on this fraction of each task's training questions (seeded)")
     data.add_argument("--video_input", choices=VIDEO_INPUTS, default="full",
                       help="baselines: 'middle' shows only the middle frame, 'none' a blank clip (text only), in training and evaluation")
@@ -151,19 +154,44 @@ class TaskBatchSampler(training.EpochBatchSampler):
     all tasks are shuffled together (`finetune.training.EpochBatchSampler` hands them out to the
     processes), so on every step all processes train the same task. Indices are global indices of a
     ConcatDataset of the tasks' datasets (`sizes` in order).
+
+    `alpha` sets each task's share of an epoch's batches: proportional to its size to the power alpha
+    (the temperature sampling of multi-task and multilingual training). With 1 (the default) a task
+    gets the batches its data fills; below 1 small tasks get more and repeat their examples (in fresh
+    shuffles), large ones fewer; the epoch keeps its length.
     """
 
-    def __init__(self, sizes: Sequence[int], batch_size: int, num_replicas: int = 1, seed: int = 0) -> None:
+    def __init__(self, sizes: Sequence[int], batch_size: int, num_replicas: int = 1, seed: int = 0, alpha: float = 1.0) -> None:
         super().__init__(sizes, batch_size, num_replicas, seed)
         self.offsets = np.cumsum([0, *self.sizes[:-1]]).tolist()
+        self.alpha = alpha
+
+    def batches_per_task(self) -> list[int]:
+        """Global batches of each task per epoch: shares of the epoch's length by size**alpha, rounded
+        by largest remainder (so they add up), at least one for a task with data."""
+        natural = [math.ceil(n / (self.batch_size * self.num_replicas)) for n in self.sizes]
+        if self.alpha == 1.0:
+            return natural
+        weights = np.array([n**self.alpha if n else 0.0 for n in self.sizes])
+        exact = sum(natural) * weights / weights.sum()
+        counts = np.floor(exact).astype(int)
+        for i in np.argsort(-(exact - counts), kind="stable")[: sum(natural) - counts.sum()]:
+            counts[i] += 1
+        return [max(int(c), 1) if n else 0 for c, n in zip(counts, self.sizes)]
 
     def global_batches(self) -> list[list[int]]:
         """The epoch's global batches, in training order."""
         rng = self.rng()
+        size = self.batch_size * self.num_replicas
         batches = []
-        for offset, n in zip(self.offsets, self.sizes):
-            batches += self.full_batches(rng.permutation(n) + offset)
+        for offset, n, count in zip(self.offsets, self.sizes, self.batches_per_task()):
+            shuffles = max(1, math.ceil(count * size / n)) if n else 0
+            order = np.concatenate([rng.permutation(n) for _ in range(shuffles)]) if shuffles else np.zeros(0, dtype=int)
+            batches += self.full_batches(order + offset)[:count]
         return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return sum(self.batches_per_task()) * self.num_replicas
 
 
 @dataclass
@@ -180,7 +208,9 @@ class TrainData:
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks: list[TaskData], processor: CloverProcessor, label2id: dict[str, int]) -> TrainData:
     """A VideoQADataset per task and split; one training loader over all tasks (batches of one task)."""
     datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True, video_input=args.video_input) for data in tasks]
-    sampler = TaskBatchSampler([len(d) for d in datasets], args.per_device_train_batch_size, accelerator.num_processes, args.seed)
+    sampler = TaskBatchSampler(
+        [len(d) for d in datasets], args.per_device_train_batch_size, accelerator.num_processes, args.seed, args.task_sampling_alpha
+    )
     loader = DataLoader(
         IndexedDataset(ConcatDataset(datasets)),
         batch_sampler=sampler,
@@ -455,7 +485,8 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         sizes = [len(d.splits.get(split, [])) for split in ("train", "val", "test")]
         lines.append(f"| {d.name} | {d.kind} | `{d.annotations}` | `{d.videos}` | " + " | ".join(map(str, sizes)) + " |")
     lines += training.settings_table({
-        "learning rate (heads x)": f"{args.learning_rate} (x{args.head_lr_multiplier})", "weight decay": args.weight_decay,
+        "learning rate (heads x, video encoder x)": f"{args.learning_rate} (x{args.head_lr_multiplier}, x{args.video_lr_multiplier})",
+        "weight decay": args.weight_decay, "task sampling (share ~ size^alpha)": args.task_sampling_alpha,
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })

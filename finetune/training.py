@@ -54,6 +54,8 @@ def add_optimisation_arguments(parser: argparse.ArgumentParser, learning_rate: f
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--learning_rate", type=float, default=learning_rate)
     optim.add_argument("--weight_decay", type=float, default=0.005, help="on tensors of rank >= 2 only")
+    optim.add_argument("--video_lr_multiplier", type=float, default=1.0,
+                       help="the video encoder's learning rate, x --learning_rate (below 1 keeps more of what it learnt before)")
     optim.add_argument("--warmup_ratio", type=float, default=0.1, help="fraction of the optimisation steps spent warming up")
     optim.add_argument("--max_grad_norm", type=float, default=15.0)
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -225,31 +227,38 @@ class EpochBatchSampler:
 # --------------------------------------------------------------------------------------------------
 
 
-def parameter_groups(model: torch.nn.Module, learning_rate: float, weight_decay: float, head_lr_multiplier: float = 1.0) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: torch.nn.Module, learning_rate: float, weight_decay: float, head_lr_multiplier: float = 1.0,
+    video_lr_multiplier: float = 1.0,
+) -> list[dict[str, Any]]:  # fmt: skip
     """AdamW groups of the trainable parameters: no weight decay on tensors of rank < 2 (norms, biases,
     the video mask token's scalars), decided by rank as in nanoGPT, not by name; the answer heads
-    (modules under `heads.`) at `head_lr_multiplier` x the learning rate. Tied weights appear once."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    (modules under `heads.`) at `head_lr_multiplier` x the learning rate and the video encoder (modules
+    under `video_encoder.`) at `video_lr_multiplier` x, so that a later stage can keep what an earlier
+    one taught the encoder. Tied weights appear once."""
+    multiplier = {"heads": head_lr_multiplier, "video_encoder": video_lr_multiplier, "rest": 1.0}
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            is_head = "heads" in name.split(".")
-            groups.setdefault((is_head, parameter.ndim >= 2), []).append(parameter)
+            parts = name.split(".")
+            part = "heads" if "heads" in parts else "video_encoder" if "video_encoder" in parts else "rest"
+            groups.setdefault((part, parameter.ndim >= 2), []).append(parameter)
     return [
-        {
-            "params": params,
-            "lr": learning_rate * (head_lr_multiplier if is_head else 1.0),
-            "weight_decay": weight_decay if decay else 0.0,
-        }
-        for (is_head, decay), params in sorted(groups.items())
+        {"params": params, "lr": learning_rate * multiplier[part], "weight_decay": weight_decay if decay else 0.0}
+        for (part, decay), params in sorted(groups.items())
     ]
 
 
 def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, num_processes: int, max_train_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (0.9, 0.98) and a cosine schedule with `warmup_ratio` warm-up; heads at
-    `--head_lr_multiplier` x the learning rate where the script has that flag. Accelerate steps a
+    `--head_lr_multiplier` x and the video encoder at `--video_lr_multiplier` x the learning rate where
+    the script has those flags. Accelerate steps a
     prepared scheduler once per process per optimisation step, hence the `* num_processes` (as the
     transformers no_trainer scripts do)."""
-    groups = parameter_groups(model, args.learning_rate, args.weight_decay, getattr(args, "head_lr_multiplier", 1.0))
+    groups = parameter_groups(
+        model, args.learning_rate, args.weight_decay,
+        getattr(args, "head_lr_multiplier", 1.0), getattr(args, "video_lr_multiplier", 1.0),
+    )  # fmt: skip
     optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.98))
     warmup = math.ceil(args.warmup_ratio * max_train_steps)
     scheduler = get_scheduler(

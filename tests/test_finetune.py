@@ -251,3 +251,45 @@ def test_the_script_runs_on_two_cpu_processes(bench: Path, tmp_path: Path) -> No
     assert log.count("Num processes: 2") == 2 and "Total train batch size (w. parallel, distributed & accumulation) = 8" in log
     assert json.loads((out / "metrics.json").read_text())["completed_steps"] == 2
     CloverForVideoQA.from_pretrained(out)
+
+
+def test_task_sampling_alpha_sets_each_tasks_share_of_an_epoch():
+    """alpha 1: each task the batches its data fills (the order as it always was); alpha 0: the same
+    number for every task, the small task repeating its examples in fresh shuffles; same epoch length."""
+    from finetune.train_qa import TaskBatchSampler
+
+    sizes, batch = [10, 40, 150], 5  # 2, 8 and 30 batches of their own
+    natural = TaskBatchSampler(sizes, batch, seed=1)
+    assert natural.batches_per_task() == [2, 8, 30] and len(natural) == 40
+    uniform = TaskBatchSampler(sizes, batch, seed=1, alpha=0.0)
+    assert uniform.batches_per_task() == [14, 13, 13] and len(uniform) == 40  # 40 / 3, remainder to the first
+    half = TaskBatchSampler(sizes, batch, seed=1, alpha=0.5)
+    # sqrt(10) : sqrt(40) : sqrt(150) = 3.16 : 6.32 : 12.25 of 40 batches -> 5.8, 11.6, 22.5
+    assert half.batches_per_task() == [6, 12, 22]
+
+    for sampler in (natural, uniform, half):
+        batches = list(sampler)
+        assert len(batches) == len(sampler) and all(len(b) == batch for b in batches)
+        task_of = [next(t for t, end in enumerate([10, 50, 200]) if b[0] < end) for b in batches]
+        for b, t in zip(batches, task_of):  # every batch holds one task's examples
+            assert all([0, 10, 50][t] <= i < [10, 50, 200][t] for i in b)
+        assert [task_of.count(t) for t in range(3)] == sampler.batches_per_task()
+        assert batches == list(type(sampler)(sizes, batch, seed=1, alpha=sampler.alpha))  # a function of (seed, epoch)
+    small = [i for b in uniform for i in b if i < 10]
+    assert sorted(small) == sorted(list(range(10)) * 7)  # 14 batches of 5: seven whole shuffles of the 10
+
+
+def test_video_lr_multiplier_scales_only_the_video_encoder():
+    from clover.configuration_clover import CloverConfig
+
+    model = CloverForVideoQA(CloverConfig.from_preset("clover-tiny"))
+    groups = training.parameter_groups(model, 1e-3, 0.01, head_lr_multiplier=5.0, video_lr_multiplier=0.1)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(lr_of) == len(named)  # every trainable parameter once
+    for name, parameter in named.items():
+        expected = 5e-3 if name.startswith("heads.") else 1e-4 if name.startswith("clover.video_encoder.") else 1e-3
+        assert lr_of[id(parameter)] == pytest.approx(expected), name
+    argv = ["--task", "tgif-action", "--annotations", "a", "--videos", "v", "--output_dir", "o", "--preset", "clover-tiny", "--video_lr_multiplier", "0.2"]
+    args = train_qa.parse_args(argv)
+    assert args.video_lr_multiplier == 0.2 and args.task_sampling_alpha == 1.0
