@@ -5,6 +5,8 @@
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
     python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video   # reuse make_demo's first stage
+    python benchmarks/synthetic_qa.py --work_dir runs/report_vlr --output runs/report_vlr/results.md \
+        --arms "Clover pre-training, 10%" --pretrain_video_lr_multiplier 0.1   # a variant, on its own page
 
 On the synthetic benchmark's test split, one table with accuracy per task (Action, Transition, FrameQA
 per type, MSVD-style per question word) and Count MSE, for:
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_pretrained", help="reuse this video encoder pre-training (e.g. runs/demo/video)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4, help="as make_demo")
+    parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=1.0,
+                        help="the video encoder's learning rate in the caption pre-training, x --pretrain_lr")
     parser.add_argument("--clover_pretrained", help="reuse this Clover pre-training run (e.g. runs/demo/pretrain)")
     parser.add_argument("--pairwise_pretrained", help="reuse this pair-wise pre-training run")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -107,10 +111,13 @@ def pretrained(args: argparse.Namespace, objective: str, data: Path, seed: int) 
     out = Path(given) if given else seed_dir(args, seed) / f"pretrain-{objective}"
     if (out / "config.json").exists():
         return out
-    pretrain.main(pretrain_arguments(
-        data, out, objective=objective, learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
-        batch_size=args.batch_size, num_workers=1, seed=seed, start=video_pretrained(args),
-    ))  # fmt: skip
+    pretrain.main([
+        *pretrain_arguments(
+            data, out, objective=objective, learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
+            batch_size=args.batch_size, num_workers=1, seed=seed, start=video_pretrained(args),
+        ),
+        "--video_lr_multiplier", str(args.pretrain_video_lr_multiplier),
+    ])  # fmt: skip
     return out
 
 
@@ -220,7 +227,7 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "from random weights (scratch), from the video encoder's pre-training alone (`finetune.pretrain_video",
         f"--target scene`, {args.video_pretrain_steps} steps, one run shared by every row and seed), or after Clover or",
         "pair-wise pre-training on the benchmark's captions from that video encoder",
-        f"({args.pretrain_epochs} epochs at lr {args.pretrain_lr}); the baselines start from the Clover pre-training.",
+        f"({args.pretrain_epochs} epochs at lr {args.pretrain_lr}{video_lr_note(args)}); the baselines start from the Clover pre-training.",
         "Each row runs once per seed listed (the seed of both the caption pre-training and the fine-tuning);",
         "with several seeds a cell is the mean ± the standard deviation over them.",
         "The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
@@ -235,6 +242,13 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "Minutes per run on this machine (2 CPU cores): " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()),
         "",
     ])
+
+
+def video_lr_note(args: argparse.Namespace) -> str:
+    """How the caption pre-training treated the video encoder, where not as the rest of the model."""
+    if args.pretrain_video_lr_multiplier == 1.0:
+        return ""
+    return f", the video encoder at x{args.pretrain_video_lr_multiplier:g} of it"
 
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"

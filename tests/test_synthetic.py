@@ -405,6 +405,16 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
         assert argv[argv.index("--model") + 1] == str(video)
         assert argv[argv.index("--objective") + 1] == objective
         assert argv[argv.index("--seed") + 1] == seed
+        assert argv[argv.index("--video_lr_multiplier") + 1] == "1.0"  # the video encoder trains with the rest
+    assert synthetic_qa.video_lr_note(args) == ""
+
+    # --pretrain_video_lr_multiplier reaches the caption pre-training and the page says so.
+    args = synthetic_qa.parse_args([
+        "--work_dir", str(tmp_path / "slow"), "--video_pretrained", str(video), "--pretrain_video_lr_multiplier", "0.1",
+    ])  # fmt: skip
+    synthetic_qa.start_of(args, "clover", data, 0)
+    assert calls[-1][calls[-1].index("--video_lr_multiplier") + 1] == "0.1"
+    assert synthetic_qa.video_lr_note(args) == ", the video encoder at x0.1 of it"
 
     # Without --video_pretrained the stage runs once, into the work dir, with make_demo's settings and seed 0.
     stages: list[list[str]] = []
