@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min_video_spread", type=float, default=0.1,
                         help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
+    parser.add_argument("--task_sampling_alpha", type=float, default=1.0,
+                        help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=1)
     parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (from scratch with --video_pretrain_steps 0)")
@@ -158,6 +160,7 @@ def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path
         "--output_dir", str(out),
         "--learning_rate", str(args.finetune_lr),
         "--head_lr_multiplier", str(args.head_lr_multiplier),
+        "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--num_train_epochs", str(args.finetune_epochs),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

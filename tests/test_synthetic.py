@@ -454,3 +454,18 @@ def test_the_bundled_demo_checkpoint_answers_its_examples() -> None:
     assert len(examples) >= 4 and {"candidates" in e for e in examples} == {True, False}  # both kinds of question
     wrong = [e["question"] for e in examples if not _answers_correctly(engine, examples_dir / e["video"], e)]
     assert wrong == []
+
+
+def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """make_demo's fine-tuning flags reach `finetune.train_qa` (the task shares among them)."""
+    from finetune import make_demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
+    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4"])
+    make_demo.finetune(args, tmp_path / "bench", None, tmp_path / "out")
+    argv = seen[0]
+    assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
+    assert argv[argv.index("--learning_rate") + 1] == "0.0003"
+    assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
+    assert make_demo.parse_args([]).task_sampling_alpha == 1.0  # the bundled checkpoint's recipe
