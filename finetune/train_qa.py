@@ -182,12 +182,12 @@ class TaskBatchSampler(training.EpochBatchSampler):
     def global_batches(self) -> list[list[int]]:
         """The epoch's global batches, in training order."""
         rng = self.rng()
-        size = self.batch_size * self.num_replicas
         batches = []
         for offset, n, count in zip(self.offsets, self.sizes, self.batches_per_task()):
-            shuffles = max(1, math.ceil(count * size / n)) if n else 0
-            order = np.concatenate([rng.permutation(n) for _ in range(shuffles)]) if shuffles else np.zeros(0, dtype=int)
-            batches += self.full_batches(order + offset)[:count]
+            task_batches: list[list[int]] = []
+            while len(task_batches) < count:  # one shuffle at alpha 1; fresh ones while a task repeats
+                task_batches += self.full_batches(rng.permutation(n) + offset)
+            batches += task_batches[:count]
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __len__(self) -> int:

@@ -275,6 +275,13 @@ def test_task_sampling_alpha_sets_each_tasks_share_of_an_epoch():
             assert all([0, 10, 50][t] <= i < [10, 50, 200][t] for i in b)
         assert [task_of.count(t) for t in range(3)] == sampler.batches_per_task()
         assert batches == list(type(sampler)(sizes, batch, seed=1, alpha=sampler.alpha))  # a function of (seed, epoch)
+    # alpha 1 is the order the sampler always gave: each task's one shuffle cut into batches (the last
+    # one wrapping around), then all batches shuffled; sizes that batches do not divide included.
+    odd = TaskBatchSampler([7, 12, 3], 5, seed=2)
+    rng, expected = odd.rng(), []
+    for offset, n in zip(odd.offsets, odd.sizes):
+        expected += odd.full_batches(rng.permutation(n) + offset)
+    assert list(odd) == [expected[i] for i in rng.permutation(len(expected))]
     small = [i for b in uniform for i in b if i < 10]
     assert sorted(small) == sorted(list(range(10)) * 7)  # 14 batches of 5: seven whole shuffles of the 10
 
