@@ -7,10 +7,11 @@
 A tool for finding a recipe, not a recipe: the clips of the train and val splits are decoded once (the
 segment-centre frames and centre crop that evaluation uses, no augmentation) into one tensor cached in
 `--cache`, and `CloverForVideoQA` then trains from that tensor, so no step waits for a decoder and a
-GPU is kept busy by one process. Each step takes a batch of one task, the task drawn in proportion to
-its number of training questions (as `finetune.train_qa` interleaves them). Every `--eval_every` steps
-it prints one JSON line: the mean training loss per task over the last 50 steps of it, and val accuracy
-per task (FrameQA also per question type; Count: MSE of the rounded prediction).
+GPU is kept busy by one process. Each step takes a batch of one task, the task drawn with probability
+proportional to its number of training questions to the power `--task_sampling_alpha` (the expected
+shares of `finetune.train_qa`'s flag of the same name; 1, the default, is its proportional order).
+Every `--eval_every` steps it prints one JSON line: the mean training loss per task over the last 50
+steps of it, and val accuracy per task (FrameQA also per question type; Count: MSE of the rounded prediction).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
     parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--task_sampling_alpha", type=float, default=1.0,
+                        help="each step's task drawn with probability ~ its number of training questions to this power")
     parser.add_argument("--warmup_steps", type=int, default=100, help="linear warm-up, then a constant rate")
     parser.add_argument("--config_overrides", help='clover-tiny settings to change, e.g. "num_fusion_layers=3"')
     parser.add_argument("--model", help="start from this Clover model directory (e.g. `video_probe.py --save`'s) instead of random clover-tiny")
@@ -189,11 +192,12 @@ def train(args: argparse.Namespace, cache: dict[str, Any]) -> list[dict[str, Any
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / args.warmup_steps))
     names = list(tasks)
     sizes = torch.tensor([len(tasks[name]["train"]["labels"]) for name in names], dtype=torch.float)
+    shares = sizes**args.task_sampling_alpha  # (T,) unnormalised draw weights
     generator = torch.Generator().manual_seed(args.seed)
     losses: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     began, curve = time.time(), []
     for step in tqdm(range(1, args.steps + 1), desc="training"):
-        name = names[int(torch.multinomial(sizes, 1, generator=generator))]
+        name = names[int(torch.multinomial(shares, 1, generator=generator))]
         entry, kind = tasks[name]["train"], tasks[name]["kind"]
         index = torch.randint(0, len(entry["labels"]), (args.batch_size,), generator=generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
@@ -213,7 +217,7 @@ def train(args: argparse.Namespace, cache: dict[str, Any]) -> list[dict[str, Any
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()  # one line per evaluation, also when stdout is a file
-            if args.time_limit and time.time() - began > args.time_limit:
+            if args.time_limit is not None and time.time() - began > args.time_limit:
                 break
     return curve
 

@@ -60,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="steps of the video encoder's supervised pre-training (0: none)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
+    parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=1.0,
+                        help="caption pre-training: the video encoder's learning rate, x --pretrain_lr (pretrain's --video_lr_multiplier)")
     parser.add_argument("--finetune_epochs", type=int, default=2)
+    parser.add_argument("--finetune_steps", type=int,
+                        help="fine-tuning optimiser steps; overrides --finetune_epochs (train_qa's --max_train_steps)")
     parser.add_argument("--finetune_lr", type=float, default=2e-4)
     parser.add_argument("--min_video_spread", type=float, default=0.1,
                         help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
@@ -119,6 +123,7 @@ def pretrain(args: argparse.Namespace, data: Path, out: Path, start: Path | None
             data, out, objective="clover", learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
             batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed, start=start,
         ),
+        "--video_lr_multiplier", str(args.pretrain_video_lr_multiplier),
         "--checkpointing_steps", "100",
     ])  # fmt: skip
     return out
@@ -162,6 +167,7 @@ def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path
         "--head_lr_multiplier", str(args.head_lr_multiplier),
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--num_train_epochs", str(args.finetune_epochs),
+        *(["--max_train_steps", str(args.finetune_steps)] if args.finetune_steps else []),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),
         "--seed", str(args.seed),

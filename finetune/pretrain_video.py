@@ -65,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--eval_every", type=int, default=100)
+    parser.add_argument("--time_limit", type=float, help="stop (and save) at the first evaluation after this many seconds of training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes rendering the clips")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -189,6 +190,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()
+            if args.time_limit is not None and time.time() - began > args.time_limit:
+                break
     if args.output_dir:
         probe.clover.save_pretrained(args.output_dir)
         probe.processor.save_pretrained(args.output_dir)

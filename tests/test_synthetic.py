@@ -376,6 +376,10 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     untrained = CloverModel(trained.config)
     assert not torch.equal(untrained.state_dict()[weight], trained.state_dict()[weight])
     assert CloverProcessor.from_pretrained(tmp_path / "encoder").num_frames == 8
+    # --time_limit stops at the first evaluation past it, and still saves the encoder.
+    curve = video_probe.main([*argv[:4], "--steps", "5", *argv[6:], "--time_limit", "0", "--save", str(tmp_path / "short")])
+    assert [point["step"] for point in curve] == [1]
+    assert (tmp_path / "short" / "config.json").exists()
 
 
 def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -468,4 +472,16 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
-    assert make_demo.parse_args([]).task_sampling_alpha == 1.0  # the bundled checkpoint's recipe
+    assert "--max_train_steps" not in argv  # epochs unless steps are given
+    make_demo.finetune(make_demo.parse_args(["--finetune_steps", "1200"]), tmp_path / "bench", None, tmp_path / "out")
+    assert seen[1][seen[1].index("--max_train_steps") + 1] == "1200"
+
+
+def test_make_demo_passes_the_video_learning_rate_to_the_caption_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune import make_demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(make_demo.pretraining, "main", seen.append)
+    make_demo.pretrain(make_demo.parse_args(["--pretrain_video_lr_multiplier", "0.1"]), tmp_path / "bench", tmp_path / "out", None)
+    assert seen[0][seen[0].index("--video_lr_multiplier") + 1] == "0.1"
+    assert seen[0][seen[0].index("--output_dir") + 1] == str(tmp_path / "out")
