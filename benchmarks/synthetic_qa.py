@@ -4,7 +4,7 @@
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
-    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video   # reuse make_demo's first stage
+    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video --video_pretrain_steps 3000   # reuse make_demo's first stage
     python benchmarks/synthetic_qa.py --work_dir runs/report_vlr --output runs/report_vlr/results.md \
         --arms "Clover pre-training, 10%" --pretrain_video_lr_multiplier 0.1   # a variant, on its own page
 
@@ -99,6 +99,12 @@ def video_pretrained(args: argparse.Namespace) -> Path:
     """The shared video encoder pre-training: `--video_pretrained`, or `--work_dir/video` (trained
     with seed 0 unless already complete)."""
     out = Path(args.video_pretrained or Path(args.work_dir) / "video")
+    steps = pretrain_video.trained_steps(out)
+    if steps is not None and steps != args.video_pretrain_steps:  # the page says how the encoder was trained
+        raise SystemExit(
+            f"{out} was trained for {steps} steps, not --video_pretrain_steps {args.video_pretrain_steps}: "
+            f"pass --video_pretrain_steps {steps} to use it (or another folder to train a new one)"
+        )
     if not (out / "config.json").exists():
         pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
     return out
@@ -287,6 +293,12 @@ def ordered(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: rows[name] for name in names if name in rows}
 
 
+def demo_seed(checkpoint: Path) -> str:
+    """The training seed in the demo checkpoint's `recipe.json` (what make_demo ran), "0" without one."""
+    recipe = checkpoint / "recipe.json"
+    return str(json.loads(recipe.read_text())["arguments"]["seed"]) if recipe.exists() else "0"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
@@ -295,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows, minutes = kept(work_dir)
     demo_metrics = Path(args.demo) / "metrics.json"
     if demo_metrics.exists():
-        rows["demo checkpoint"] = {"0": summarise(json.loads(demo_metrics.read_text())["test"])}
+        rows["demo checkpoint"] = {demo_seed(Path(args.demo)): summarise(json.loads(demo_metrics.read_text())["test"])}
     if not args.table_only:
         ensure_benchmark(data, args.seed)
         run_arms(args, data, rows, minutes)

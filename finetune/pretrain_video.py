@@ -1,6 +1,6 @@
 """Supervised pre-training of the video encoder on the synthetic benchmark's scenes: our Kinetics.
 
-    python -m finetune.pretrain_video --target scene --output_dir runs/video --steps 1500   # ~6 minutes, 2 CPU cores
+    python -m finetune.pretrain_video --target scene --output_dir runs/video --steps 3000   # ~11 minutes, 2 CPU cores
     python -m finetune.pretrain_video --target colors --steps 200                   # no --output_dir: a probe
 
 The paper starts Clover pre-training from a Video Swin trained to classify the actions of Kinetics-400;
@@ -18,7 +18,8 @@ accuracy ((true-positive rate + true-negative rate) / 2, so 50 is chance whateve
 frequency), their mean, and the share of val clips whose whole label set is right.
 
 `--output_dir` saves the Clover model (the trained video encoder, the rest as initialised) with its
-processor, for `finetune/pretrain.py --model` or `finetune/train_qa.py --model`. `--checkpoint` starts
+processor, for `finetune/pretrain.py --model` or `finetune/train_qa.py --model`, and its arguments,
+step count and last evaluation in `video_pretraining.json`. `--checkpoint` starts
 from a saved Clover model, and `--freeze` trains the linear layer alone, which measures what that
 encoder already knows (`benchmarks/video_probe.py` is this module as a measuring tool).
 """
@@ -32,6 +33,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +45,9 @@ from clover import CloverConfig, CloverProcessor
 from clover.data import synthetic
 from clover.modeling_clover import CloverModel
 from clover.tokenization import tiny_tokenizer
+
+# What a saved run records of its training, beside the model.
+RECORD_FILE = "video_pretraining.json"
 
 TARGETS = {
     "actions": synthetic.REPEATED_ACTIONS,
@@ -195,7 +200,16 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.output_dir:
         probe.clover.save_pretrained(args.output_dir)
         probe.processor.save_pretrained(args.output_dir)
+        record = {"arguments": vars(args), "steps": curve[-1]["step"] if curve else 0, "last_evaluation": curve[-1] if curve else None}
+        (Path(args.output_dir) / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return curve
+
+
+def trained_steps(run_dir: str | Path) -> int | None:
+    """How many steps the run saved in `run_dir` trained for (its `video_pretraining.json`), or None
+    for a run saved before the record existed."""
+    record = Path(run_dir) / RECORD_FILE
+    return json.loads(record.read_text())["steps"] if record.is_file() else None
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -297,6 +297,13 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     # Two seeds: mean ± sample standard deviation (30 and 70 -> 50 ± 28.3; 1.25 and 1.75 -> 1.50 ± 0.35).
     assert "| scratch, 10% | 0, 1 | 50.0 ± 28.3 | - | - | - | 1.50 ± 0.35 |" in text
     assert "scratch, 10% 2.0" in text
+    # The demo checkpoint's row gives the training seed its recipe.json records.
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "metrics.json").write_text(json.dumps({"test": row}))
+    (demo / "recipe.json").write_text(json.dumps({"arguments": {"seed": 1}}))
+    synthetic_qa.main([*argv[:-1], str(demo)])
+    assert "| demo checkpoint | 1 | 50.0 | - | - | - | 1.25 |" in page.read_text()
 
 
 def test_learning_curve_tool_decodes_each_clip_once_and_reports_every_task(bench: Path, tmp_path: Path) -> None:
@@ -376,10 +383,14 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     untrained = CloverModel(trained.config)
     assert not torch.equal(untrained.state_dict()[weight], trained.state_dict()[weight])
     assert CloverProcessor.from_pretrained(tmp_path / "encoder").num_frames == 8
+    # The run records how long it trained, beside the model.
+    from finetune.pretrain_video import trained_steps
+
+    assert trained_steps(tmp_path / "encoder") == 2 and trained_steps(tmp_path) is None
     # --time_limit stops at the first evaluation past it, and still saves the encoder.
     curve = video_probe.main([*argv[:4], "--steps", "5", *argv[6:], "--time_limit", "0", "--save", str(tmp_path / "short")])
     assert [point["step"] for point in curve] == [1]
-    assert (tmp_path / "short" / "config.json").exists()
+    assert (tmp_path / "short" / "config.json").exists() and trained_steps(tmp_path / "short") == 1
 
 
 def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -420,7 +431,14 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
     assert calls[-1][calls[-1].index("--video_lr_multiplier") + 1] == "0.1"
     assert synthetic_qa.video_lr_note(args) == ", the video encoder at x0.1 of it"
 
-    # Without --video_pretrained the stage runs once, into the work dir, with make_demo's settings and seed 0.
+    # A reused run that trained for other steps than the page would say is refused, with the flag to pass.
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 3000}))
+    with pytest.raises(SystemExit, match="trained for 3000 steps, not --video_pretrain_steps 1500: pass --video_pretrain_steps 3000"):
+        synthetic_qa.start_of(synthetic_qa.parse_args(["--video_pretrained", str(video)]), "video", data, 0)
+    assert synthetic_qa.start_of(synthetic_qa.parse_args(["--video_pretrained", str(video), "--video_pretrain_steps", "3000"]), "video", data, 0) == video
+
+    # Without --video_pretrained the stage runs once, into the work dir, with make_demo's target and seed 0
+    # and the report's own 1,500 steps (the table's).
     stages: list[list[str]] = []
     monkeypatch.setattr(synthetic_qa.pretrain_video, "main", stages.append)
     args = synthetic_qa.parse_args(["--work_dir", str(tmp_path / "fresh")])
@@ -472,9 +490,42 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
-    assert "--max_train_steps" not in argv  # epochs unless steps are given
-    make_demo.finetune(make_demo.parse_args(["--finetune_steps", "1200"]), tmp_path / "bench", None, tmp_path / "out")
-    assert seen[1][seen[1].index("--max_train_steps") + 1] == "1200"
+    assert argv[argv.index("--max_train_steps") + 1] == "1200"  # the bundled checkpoint's recipe
+    make_demo.finetune(make_demo.parse_args(["--finetune_steps", "0"]), tmp_path / "bench", None, tmp_path / "out")
+    assert "--max_train_steps" not in seen[1] and seen[1][seen[1].index("--num_train_epochs") + 1] == "2"
+
+
+def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
+    bench: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune import make_demo
+
+    monkeypatch.setattr(make_demo.pretrain_video, "main", lambda argv: pytest.fail("the video stage ran again"))
+    # The benchmark has its own seed (0, the one every result was measured on); --seed is the training's.
+    generated: list[int] = []
+    monkeypatch.setattr(make_demo, "generate_benchmark", lambda out, seed, workers: generated.append(seed))
+    with pytest.raises(SystemExit):  # fails at the video run after "generating" nothing
+        make_demo.main(["--data", str(tmp_path / "new"), "--work_dir", str(tmp_path), "--video_pretrained", str(tmp_path / "nowhere")])
+    assert generated == [0] and make_demo.parse_args([]).seed == 1
+    with pytest.raises(SystemExit, match="--video_pretrained .*nowhere: no saved model there"):
+        make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(tmp_path / "nowhere")])
+    # A saved run is passed on to the caption pre-training as its start.
+    video = tmp_path / "video"
+    video.mkdir()
+    (video / "config.json").write_text("{}")
+    started_from: list[Path | None] = []
+
+    class StopAfterTheStart(Exception):
+        pass
+
+    def record_start(args: object, data: Path, out: Path, start: Path | None) -> Path:
+        started_from.append(start)
+        raise StopAfterTheStart
+
+    monkeypatch.setattr(make_demo, "pretrain", record_start)
+    with pytest.raises(StopAfterTheStart):
+        make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
+    assert started_from == [video]
 
 
 def test_make_demo_passes_the_video_learning_rate_to_the_caption_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
