@@ -99,14 +99,9 @@ def video_pretrained(args: argparse.Namespace) -> Path:
     """The shared video encoder pre-training: `--video_pretrained`, or `--work_dir/video` (trained
     with seed 0 unless already complete)."""
     out = Path(args.video_pretrained or Path(args.work_dir) / "video")
-    steps = pretrain_video.trained_steps(out)
-    if steps is not None and steps != args.video_pretrain_steps:  # the page says how the encoder was trained
-        raise SystemExit(
-            f"{out} was trained for {steps} steps, not --video_pretrain_steps {args.video_pretrain_steps}: "
-            f"pass --video_pretrain_steps {steps} to use it (or another folder to train a new one)"
-        )
-    if not (out / "config.json").exists():
-        pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
+    if (out / "config.json").exists():
+        return pretrain_video.reusable_run(out, args.video_pretrain_steps)  # the page says how the encoder was trained
+    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
     return out
 
 

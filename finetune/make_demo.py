@@ -118,7 +118,14 @@ def video_pretrain_arguments(out: Path, *, steps: int, batch_size: int, seed: in
     ]  # fmt: skip
 
 
-def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path:
+def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
+    """The recipe's first stage: `--video_pretrained` reused (checked against `--video_pretrain_steps`,
+    which recipe.json records), or trained into `out`, or none with `--video_pretrain_steps 0`."""
+    if args.video_pretrained:
+        logger.info("reusing the video pre-training in %s", args.video_pretrained)
+        return pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+    if args.video_pretrain_steps <= 0:
+        return None
     pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.seed))
     return out
 
@@ -284,13 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     data, work = Path(args.data), Path(args.work_dir)
     ensure_benchmark(data, args.benchmark_seed)
-    if args.video_pretrained:
-        video: Path | None = Path(args.video_pretrained)
-        if not (video / "config.json").is_file():
-            raise SystemExit(f"--video_pretrained {video}: no saved model there (config.json); give the --output_dir of a finetune.pretrain_video run")
-        logger.info("reusing the video pre-training in %s", video)
-    else:
-        video = pretrain_video_encoder(args, work / "video") if args.video_pretrain_steps > 0 else None
+    video = pretrain_video_encoder(args, work / "video")
     start, spread = video, None
     if not args.skip_pretraining:
         start = pretrain(args, data, work / "pretrain", video)

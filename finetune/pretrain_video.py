@@ -212,6 +212,22 @@ def trained_steps(run_dir: str | Path) -> int | None:
     return json.loads(record.read_text())["steps"] if record.is_file() else None
 
 
+def reusable_run(run_dir: str | Path, steps: int) -> Path:
+    """`run_dir` when it holds a saved run that trained for `steps` (or has no record of its steps, as
+    runs saved before the record); otherwise a SystemExit that says what to pass. Callers that reuse a
+    run (make_demo, the report) record `steps` as the stage's length, so the two must agree."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise SystemExit(f"{run_dir}: no saved model there (config.json); give the --output_dir of a finetune.pretrain_video run")
+    saved = trained_steps(run_dir)
+    if saved is not None and saved != steps:
+        raise SystemExit(
+            f"{run_dir} was trained for {saved} steps, not --video_pretrain_steps {steps}: "
+            f"pass --video_pretrain_steps {saved} to use it (or another folder to train a new one)"
+        )
+    return run_dir
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     return train(parse_args(argv))
 

@@ -504,15 +504,20 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     # The benchmark has its own seed (0, the one every result was measured on); --seed is the training's.
     generated: list[int] = []
     monkeypatch.setattr(make_demo, "generate_benchmark", lambda out, seed, workers: generated.append(seed))
-    with pytest.raises(SystemExit):  # fails at the video run after "generating" nothing
+    with pytest.raises(SystemExit, match="nowhere: no saved model there"):  # after "generating" the benchmark
         make_demo.main(["--data", str(tmp_path / "new"), "--work_dir", str(tmp_path), "--video_pretrained", str(tmp_path / "nowhere")])
     assert generated == [0] and make_demo.parse_args([]).seed == 1
-    with pytest.raises(SystemExit, match="--video_pretrained .*nowhere: no saved model there"):
+    with pytest.raises(SystemExit, match="nowhere: no saved model there"):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(tmp_path / "nowhere")])
     # A saved run is passed on to the caption pre-training as its start.
     video = tmp_path / "video"
     video.mkdir()
     (video / "config.json").write_text("{}")
+    # One that trained for other steps than recipe.json would record is refused, with the flag to pass.
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
+    with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000: pass --video_pretrain_steps 1500"):
+        make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 3000}))
     started_from: list[Path | None] = []
 
     class StopAfterTheStart(Exception):
