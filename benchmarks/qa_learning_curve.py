@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,7 +36,7 @@ from clover.tokenization import tiny_tokenizer  # noqa: E402
 from finetune import training  # noqa: E402
 from finetune.common import TaskData, count_limits_of, load_task, predict_batch  # noqa: E402
 from finetune.make_demo import TASKS, ensure_benchmark  # noqa: E402
-from finetune.train_qa import _dataset, head_settings  # noqa: E402
+from finetune.train_qa import _dataset, head_settings, subsample  # noqa: E402
 
 SPLITS = ("train", "val")
 
@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--task_sampling_alpha", type=float, default=1.0,
                         help="each step's task drawn with probability ~ its number of training questions to this power")
+    parser.add_argument("--train_fraction", type=float, default=1.0,
+                        help="train on this seeded fraction of each task's training questions (as finetune.train_qa's flag)")
     parser.add_argument("--warmup_steps", type=int, default=100, help="linear warm-up, then a constant rate")
     parser.add_argument("--config_overrides", help='clover-tiny settings to change, e.g. "num_fusion_layers=3"')
     parser.add_argument("--model", help="start from this Clover model directory (e.g. `video_probe.py --save`'s) instead of random clover-tiny")
@@ -70,13 +72,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------------
 
 
+def load_tasks(data: Path) -> list[TaskData]:
+    """The benchmark's five question sets, train and val splits, as the real loaders read them."""
+    return [load_task(task, data / folder, data / videos, splits=SPLITS) for task, folder, videos in TASKS]
+
+
 def build_cache(data: Path, workers: int) -> dict[str, Any]:
     """Every question of the train and val splits as tensors, and each distinct clip decoded once.
 
     Returns {"settings": the heads' config fields, "clips": (N, T, 3, S, S) float16,
     "tasks": {task: {"kind", split: {"clip" (Q,), "input_ids", "attention_mask", "labels", ...}}}}.
     """
-    tasks = [load_task(task, data / folder, data / videos, splits=SPLITS) for task, folder, videos in TASKS]
+    tasks = load_tasks(data)
     settings = head_settings(tasks)
     processor = CloverProcessor.from_config(CloverConfig.from_preset("clover-tiny", **settings), tiny_tokenizer())
     clip_index: dict[str, int] = {}
@@ -100,21 +107,21 @@ def decode_split(
     clip_index: dict[str, int], clips: list[torch.Tensor],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The split's items, each with `clip` (its row in `clips`, appended to when new) and a placeholder
-    for its pixels. Unreadable clips are an error here: a benchmark the tool measures must be whole."""
-    dataset = _dataset(task, split, processor, label2id, seed=0, train=False, video_input="full")
-    loader = DataLoader(dataset, batch_size=64, num_workers=workers, collate_fn=list)
-    items = []
-    for chunk in tqdm(loader, desc=f"decoding {task.name} {split}", leave=False):
-        for item in chunk:
-            record = dataset.records[len(items)]
-            if item is None:
-                raise SystemExit(f"{record['video_path']}: unreadable (run python -m finetune.check_data)")
-            key = str(record["video_path"])
-            if key not in clip_index:
-                clip_index[key] = len(clips)
-                clips.append(item["pixel_values"].half())
-            items.append({**item, "clip": clip_index[key], "pixel_values": torch.zeros(0)})
-    return items
+    for its pixels. Each clip is decoded once, however many questions ask about it (FrameQA and the
+    MSVD-style set have several per clip). Unreadable clips are an error here: a benchmark the tool
+    measures must be whole."""
+    texts = _dataset(task, split, processor, label2id, seed=0, train=False, video_input="none")
+    videos = _dataset(task, split, processor, label2id, seed=0, train=False, video_input="full")
+    keys = [str(record["video_path"]) for record in texts.records]
+    first_asked = sorted({key: index for index, key in reversed(list(enumerate(keys))) if key not in clip_index}.values())
+    loader = DataLoader(Subset(videos, first_asked), batch_size=64, num_workers=workers, collate_fn=list)
+    decoded = (item for chunk in tqdm(loader, desc=f"decoding {task.name} {split}", leave=False) for item in chunk)
+    for index, item in zip(first_asked, decoded, strict=True):  # the loader keeps the subset's order
+        if item is None:
+            raise SystemExit(f"{keys[index]}: unreadable (run python -m finetune.check_data)")
+        clip_index[keys[index]] = len(clips)
+        clips.append(item["pixel_values"].half())  # (T, 3, S, S)
+    return [{**texts[index], "clip": clip_index[key], "pixel_values": torch.zeros(0)} for index, key in enumerate(keys)]
 
 
 def load_cache(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,11 +184,20 @@ def evaluate(model: CloverForVideoQA, clips: torch.Tensor, tasks: dict[str, Any]
     return results
 
 
+def with_train_fraction(task: dict[str, Any], fraction: float, seed: int) -> dict[str, Any]:
+    """The task with only a seeded `fraction` of its training questions, chosen as `finetune.train_qa` chooses."""
+    entry = task["train"]
+    keep = subsample(list(range(len(entry["labels"]))), fraction, seed)
+    index = torch.tensor(keep)
+    train = {key: value[index] if torch.is_tensor(value) else [value[i] for i in keep] for key, value in entry.items()}
+    return {**task, "train": train}
+
+
 def train(args: argparse.Namespace, cache: dict[str, Any]) -> list[dict[str, Any]]:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     clips = cache["clips"].to(device)
-    tasks = {name: cache["tasks"][name] for name in args.tasks}
+    tasks = {name: with_train_fraction(cache["tasks"][name], args.train_fraction, args.seed) for name in args.tasks}
     overrides = training.parse_config_overrides(args.config_overrides)
     if args.model:  # the heads the benchmark needs start new; overrides change the loaded config
         model = CloverForVideoQA.from_pretrained(args.model, ignore_mismatched_sizes=True, **cache["settings"], **overrides)

@@ -327,6 +327,22 @@ def test_learning_curve_tool_decodes_each_clip_once_and_reports_every_task(bench
     assert [point["step"] for point in curve] == [1, 2]
     assert set(curve[-1]["val"]) >= {"tgif-action", "tgif-transition", "tgif-frameqa", "tgif-count", "msvd-qa"}
     assert all(0 <= value <= 100 for name, value in curve[-1]["val"].items() if name != "tgif-count")
+    # Each question's row holds its own clip, decoded as evaluation decodes it; questions on one clip share it.
+    task = next(task for task in qa_learning_curve.load_tasks(bench) if task.name == "tgif-frameqa")
+    processor = qa_learning_curve.CloverProcessor.from_config(qa_learning_curve.CloverConfig.from_preset("clover-tiny"), qa_learning_curve.tiny_tokenizer())
+    dataset = qa_learning_curve._dataset(task, "val", processor, {}, seed=0, train=False, video_input="full")
+    for index in range(len(frameqa["clip"])):
+        expected = dataset[index]["pixel_values"].half()  # (T, 3, S, S)
+        assert torch.equal(cache["clips"][frameqa["clip"][index]], expected)
+    videos = [str(record["video_path"]) for record in dataset.records]
+    assert len(set(frameqa["clip"].tolist())) == len(set(videos)) < len(videos)
+    # --train_fraction keeps a seeded share of each task's training questions, every field alike.
+    full = cache["tasks"]["tgif-frameqa"]["train"]
+    half = qa_learning_curve.with_train_fraction(cache["tasks"]["tgif-frameqa"], 0.5, seed=0)["train"]
+    keep = qa_learning_curve.subsample(list(range(len(full["labels"]))), 0.5, 0)
+    assert len(keep) == len(half["types"]) == round(len(full["labels"]) / 2)
+    assert all(torch.equal(half[key], full[key][keep]) for key in ("clip", "labels", "input_ids", "attention_mask"))
+    assert half["types"] == [full["types"][i] for i in keep]
 
 
 def _video_probe():
