@@ -1,6 +1,8 @@
 """Training throughput of `finetune/train_qa.py`'s data path and model: prints one JSON object.
 
     python benchmarks/train_throughput.py                       # clover-tiny on the CPU
+    python benchmarks/train_throughput.py --task tgif-action --batch_size 16 --num_workers 1   # five candidates a question
+    python benchmarks/train_throughput.py --config_overrides text_config.attention_probs_dropout_prob=0.1
     python benchmarks/train_throughput.py --preset clover-base --bf16 --batch_size 16   # on a GPU
         [--text_backbone DIR]     # BERT-base from a local directory (offline machines)
 
@@ -37,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after one warm-up step)")
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--config_overrides", help='preset fields to change, as train_qa takes them ("key=value,text_config.key=value")')
     parser.add_argument("--text_backbone", help="a local BERT directory (clover-base offline: its tokenizer comes from there)")
     return parser.parse_args()
 
@@ -50,6 +53,8 @@ def make_run(args: argparse.Namespace, bench: Path, out: Path) -> train_qa.Run:
     ]  # fmt: skip
     if args.text_backbone:
         argv += ["--text_backbone", args.text_backbone]
+    if args.config_overrides:
+        argv += ["--config_overrides", args.config_overrides]
     return train_qa.setup(train_qa.parse_args(argv))
 
 
@@ -98,7 +103,7 @@ def main() -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         step_rate = train_rate(run, args.steps)
     result = {
-        "preset": args.preset, "task": args.task, "device": str(run.accelerator.device), "batch_size": args.batch_size,
+        "preset": args.preset, "config_overrides": args.config_overrides, "task": args.task, "device": str(run.accelerator.device), "batch_size": args.batch_size,
         "num_workers": args.num_workers, "mixed_precision": run.accelerator.mixed_precision, "torch_threads": torch.get_num_threads(),
         "train_samples_per_s": round(step_rate, 2), "loader_samples_per_s": round(data_rate, 2),
         "train_over_loader": round(step_rate / data_rate, 3),
