@@ -506,9 +506,22 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
-    assert argv[argv.index("--max_train_steps") + 1] == "1200"  # the bundled checkpoint's recipe
+    assert argv[argv.index("--max_train_steps") + 1] == str(args.finetune_steps)
     make_demo.finetune(make_demo.parse_args(["--finetune_steps", "0"]), tmp_path / "bench", None, tmp_path / "out")
     assert "--max_train_steps" not in seen[1] and seen[1][seen[1].index("--num_train_epochs") + 1] == "2"
+
+
+def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
+    """`python -m finetune.make_demo` with no flags reproduces examples/checkpoint: its defaults are the
+    settings recorded in the checkpoint's recipe.json (the folders aside)."""
+    from finetune import make_demo
+
+    checkpoint = Path(__file__).resolve().parents[1] / "examples" / "checkpoint"
+    recorded = json.loads((checkpoint / "recipe.json").read_text())["arguments"]
+    defaults = vars(make_demo.parse_args([]))
+    folders = {"data", "work_dir", "output", "examples_dir"}
+    assert set(recorded) == set(defaults)
+    assert {k: v for k, v in recorded.items() if k not in folders} == {k: v for k, v in defaults.items() if k not in folders}
 
 
 def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
