@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -73,7 +74,8 @@ def parse_config_overrides(text: str | None) -> dict[str, Any]:
     `CloverConfig.from_preset`: values are read as JSON where they parse (numbers, true, null,
     lists) and kept as strings otherwise; `text_config.` keys are gathered into one dict."""
     overrides: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+    pairs = re.split(r",(?![^\[]*\])", text or "")  # commas inside a [list] belong to its value
+    for item in filter(None, (part.strip() for part in pairs)):
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--config_overrides expects key=value pairs separated by commas, got {item!r}")

@@ -80,6 +80,10 @@ def test_config_overrides_parse_and_reach_the_model(bench: Path, tmp_path: Path,
     }
     with pytest.raises(ValueError, match="key=value"):
         training.parse_config_overrides("num_fusion_layers")
+    # A list keeps its commas: "patch_size=[2,4,4]" is one pair.
+    assert training.parse_config_overrides("patch_size=[2,4,4],video_depths=[2, 2, 2],embed_dim=64") == {
+        "patch_size": [2, 4, 4], "video_depths": [2, 2, 2], "embed_dim": 64,
+    }
     out = tmp_path / "run"
     train_qa.main(_argv(bench, out, "tgif-frameqa", "--max_train_steps", "1", "--config_overrides", "num_fusion_layers=1,text_config.initializer_range=0.05"))
     config = json.loads((out / "config.json").read_text())
