@@ -2,6 +2,8 @@
 
     python benchmarks/video_probe.py --target actions --steps 800
     python benchmarks/video_probe.py --target colors --pool mean
+    python benchmarks/video_probe.py --target shapes \
+        --config_overrides "patch_size=[2,4,4],video_embed_dim=32,video_depths=[2,2,2],video_num_heads=[1,2,4]"
     python benchmarks/video_probe.py --checkpoint runs/demo/pretrain --freeze   # what pre-training taught it
     python benchmarks/video_probe.py --steps 2000 --save runs/probe/actions2000  # then: qa_learning_curve.py --model
 

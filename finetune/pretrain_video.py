@@ -45,6 +45,7 @@ from clover import CloverConfig, CloverProcessor
 from clover.data import synthetic
 from clover.modeling_clover import CloverModel
 from clover.tokenization import tiny_tokenizer
+from finetune.training import parse_config_overrides
 
 # What a saved run records of its training, beside the model.
 RECORD_FILE = "video_pretraining.json"
@@ -52,6 +53,7 @@ RECORD_FILE = "video_pretraining.json"
 TARGETS = {
     "actions": synthetic.REPEATED_ACTIONS,
     "colors": tuple(synthetic.COLORS),
+    "shapes": synthetic.SHAPES,
     # Everything a clip shows: actions, colours and shapes (the demo's setting: actions alone teach the
     # encoder to drop colour, and the FrameQA colour questions fell from 61 to 16 %: docs/results.md).
     "scene": (*synthetic.REPEATED_ACTIONS, *synthetic.COLORS, *synthetic.SHAPES),
@@ -63,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", choices=sorted(TARGETS), default="actions")
     parser.add_argument("--pool", choices=("max", "mean"), default="max", help="how the probe pools the encoder's tokens")
     parser.add_argument("--checkpoint", help="start the encoder from this Clover model directory (default: random clover-tiny)")
+    parser.add_argument("--config_overrides", help='with a random encoder: clover-tiny fields to change, e.g. "patch_size=[2,4,4]"')
     parser.add_argument("--freeze", action="store_true", help="train the linear layer only")
     parser.add_argument("--train_clips", type=int, default=8000)
     parser.add_argument("--val_clips", type=int, default=200)
@@ -162,7 +165,7 @@ def build_probe(args: argparse.Namespace) -> VideoProbe:
     if args.checkpoint:
         clover, processor = CloverModel.from_pretrained(args.checkpoint), CloverProcessor.from_pretrained(args.checkpoint)
     else:
-        config = CloverConfig.from_preset("clover-tiny")
+        config = CloverConfig.from_preset("clover-tiny", **parse_config_overrides(args.config_overrides))
         clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
     probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool)
     if args.freeze:

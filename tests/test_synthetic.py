@@ -367,6 +367,8 @@ def test_video_probe_labels_and_balanced_accuracy_by_hand() -> None:
     assert {name for name, on in actions.items() if on} == {"blink", "move left"}
     colors = dict(zip(video_probe.TARGETS["colors"], video_probe.scene_labels(scene, "colors")))
     assert {name for name, on in colors.items() if on} == {"red", "blue"}
+    shapes = dict(zip(video_probe.TARGETS["shapes"], video_probe.scene_labels(scene, "shapes")))
+    assert {name for name, on in shapes.items() if on} == {"circle", "square"}
     everything = dict(zip(video_probe.TARGETS["scene"], video_probe.scene_labels(scene, "scene")))
     assert {name for name, on in everything.items() if on} == {"blink", "move left", "red", "blue", "circle", "square"}
     # Label 0: positives rows 0, 1 (one found), negatives rows 2, 3 (both rejected): (1/2 + 2/2) / 2 = 75 %.
@@ -403,6 +405,11 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     from finetune.pretrain_video import trained_steps
 
     assert trained_steps(tmp_path / "encoder") == 2 and trained_steps(tmp_path) is None
+    # --config_overrides changes the random encoder's settings (the 4x7x7 output grid kept here).
+    finer = "patch_size=[2,4,4],video_embed_dim=32,video_depths=[2,2,2],video_num_heads=[1,2,4]"
+    video_probe.main([*argv[:4], "--steps", "1", *argv[6:], "--config_overrides", finer, "--save", str(tmp_path / "finer")])
+    config = json.loads((tmp_path / "finer" / "config.json").read_text())
+    assert config["patch_size"] == [2, 4, 4] and config["video_depths"] == [2, 2, 2] and config["video_embed_dim"] == 32
     # --time_limit stops at the first evaluation past it, and still saves the encoder.
     curve = video_probe.main([*argv[:4], "--steps", "5", *argv[6:], "--time_limit", "0", "--save", str(tmp_path / "short")])
     assert [point["step"] for point in curve] == [1]
