@@ -113,10 +113,13 @@ def decode_split(
     texts = _dataset(task, split, processor, label2id, seed=0, train=False, video_input="none")
     videos = _dataset(task, split, processor, label2id, seed=0, train=False, video_input="full")
     keys = [str(record["video_path"]) for record in texts.records]
-    first_asked = sorted({key: index for index, key in reversed(list(enumerate(keys))) if key not in clip_index}.values())
-    loader = DataLoader(Subset(videos, first_asked), batch_size=64, num_workers=workers, collate_fn=list)
+    first_asked: dict[str, int] = {}  # each new clip -> the first question that asks about it
+    for index, key in enumerate(keys):
+        if key not in clip_index:
+            first_asked.setdefault(key, index)
+    loader = DataLoader(Subset(videos, list(first_asked.values())), batch_size=64, num_workers=workers, collate_fn=list)
     decoded = (item for chunk in tqdm(loader, desc=f"decoding {task.name} {split}", leave=False) for item in chunk)
-    for index, item in zip(first_asked, decoded, strict=True):  # the loader keeps the subset's order
+    for index, item in zip(first_asked.values(), decoded, strict=True):  # the loader keeps the subset's order
         if item is None:
             raise SystemExit(f"{keys[index]}: unreadable (run python -m finetune.check_data)")
         clip_index[keys[index]] = len(clips)
