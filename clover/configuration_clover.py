@@ -15,6 +15,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 
 QA_HEADS = ("open", "mc", "count")
+QA_POOLINGS = ("cls", "cls+max", "cls+max+regions")
 
 # Keys that transformers itself may pass to a config (when loading a config.json, or from
 # `from_pretrained(..., attn_implementation=...)`). Anything else unknown is a user's typo.
@@ -57,6 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "alignment_head_norm": "batchnorm",
         # Trained from scratch, the fused [CLS] attends evenly over 196 video tokens for thousands of steps,
         # and an average of mostly background tokens does not carry the objects; the maximum does.
+        # ("cls+max+regions" learns where objects are, but in the demo recipe did not help yet: docs/results.md.)
         "qa_pooling": "cls+max",
         # Trained from scratch, the paper's multiple-choice score (the fused [CLS] of question + candidate)
         # stays at chance even for a question one frame answers; a bilinear match with the candidate's
@@ -109,10 +111,13 @@ class CloverConfig(PreTrainedConfig):
     Heads:
         embed_dim: width of the aligned embedding space (768).
         qa_heads: which answer heads `CloverForVideoQA` builds: any of "open", "mc", "count".
-        qa_pooling: what the answer heads read: "cls" (the paper: the fused [CLS] state) or "cls+max"
+        qa_pooling: what the answer heads read: "cls" (the paper: the fused [CLS] state), "cls+max"
             (the fused [CLS] plus the element-wise maximum of the fused video tokens, so an object that
             covers a few of the tokens reaches the heads before the [CLS] has learnt to attend to it:
-            what lets a QA model trained from random encoders use the video; clover-tiny's setting).
+            what lets a QA model trained from random encoders use the video), or "cls+max+regions"
+            (also a linear map of the maxima over each cell of a 3x3 split of the frame, as spatial
+            pyramid pooling, so the heads learn where an object is: "where is the red circle ?"; clover-tiny
+            uses "cls+max").
         mc_scoring: how a multiple-choice candidate is scored: "concat" (the paper: a head on the answer
             features of question + candidate) or "concat+match" (plus the dot product of a projection of
             those features with a projection of the mean text state of the candidate's own tokens, a
@@ -211,8 +216,8 @@ class CloverConfig(PreTrainedConfig):
             raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
         if self.alignment_head_norm not in ("layernorm", "batchnorm"):
             raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
-        if self.qa_pooling not in ("cls", "cls+max"):
-            raise ValueError(f"qa_pooling must be 'cls' or 'cls+max', got {self.qa_pooling!r}")
+        if self.qa_pooling not in QA_POOLINGS:
+            raise ValueError(f"qa_pooling must be one of {', '.join(map(repr, QA_POOLINGS))}, got {self.qa_pooling!r}")
         if self.mc_scoring not in ("concat", "concat+match"):
             raise ValueError(f"mc_scoring must be 'concat' or 'concat+match', got {self.mc_scoring!r}")
         if self.pretrain_objective not in ("clover", "pairwise"):

@@ -555,6 +555,11 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
 # ---------------------------------------------------------------------------------------------------
 
 
+# `qa_pooling="cls+max+regions"` also reads the maximum over each cell of a REGION_GRID x REGION_GRID split
+# of the frame: left / centre / right by top / middle / bottom, as spatial pyramid pooling's coarse level.
+REGION_GRID = 3
+
+
 class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
     """Clover with answer heads on the fused [CLS]: open-ended (a class per answer of `config.id2label`),
     multiple choice (a score per question-candidate pair, softmax over the candidates) and count
@@ -577,6 +582,10 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         if "count" in config.qa_heads:
             heads["count"] = AnswerHead(hidden, config.open_head_hidden_size, 1, dropout)
         self.heads = nn.ModuleDict(heads)
+        if config.qa_pooling == "cls+max+regions":
+            # Not among `heads`, so it trains at the encoders' learning rate: at the heads' (x5 in the demo
+            # recipe) it disturbed every other open-ended answer (docs/results.md).
+            self.region_proj = nn.Linear(REGION_GRID**2 * hidden, hidden)
         self.post_init()
 
     def encode_video(self, pixel_values: torch.Tensor) -> VideoFeatures:
@@ -668,11 +677,19 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
 
     def answer_features(self, fused: FusionOutput, video_tokens: torch.Tensor) -> torch.Tensor:
         """What the answer heads read (B, D): the fused [CLS], plus with `qa_pooling="cls+max"` the
-        element-wise maximum over the fused video tokens (the first t*h*w positions)."""
+        element-wise maximum over the fused video tokens (the first t*h*w positions), plus with
+        "cls+max+regions" a linear map of the maxima over each cell of a 3x3 split of the token grid
+        (all time steps together), which keep where in the frame something is."""
         if self.config.qa_pooling == "cls":
             return fused.pooled
-        num_video = video_tokens.shape[1] * video_tokens.shape[2] * video_tokens.shape[3]
-        return fused.pooled + fused.last_hidden_state[:, :num_video].amax(dim=1)  # (B, D)
+        frames, height, width = video_tokens.shape[1:4]
+        video = fused.last_hidden_state[:, : frames * height * width]  # (B, t*h*w, D)
+        features = fused.pooled + video.amax(dim=1)  # (B, D)
+        if self.config.qa_pooling == "cls+max+regions":
+            grid = video.unflatten(1, (frames, height, width)).amax(dim=1).permute(0, 3, 1, 2)  # (B, D, h, w)
+            regions = F.adaptive_max_pool2d(grid, REGION_GRID)  # (B, D, 3, 3)
+            features = features + self.region_proj(regions.flatten(1))  # (B, D)
+        return features
 
     @staticmethod
     def _loss(head: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -275,19 +275,21 @@ def build_model(args: argparse.Namespace, tasks: Sequence[TaskData]) -> CloverFo
 
 
 def apply_training_mode(model: CloverForVideoQA, args: argparse.Namespace) -> torch.nn.Module:
-    """`all`: every parameter trains; `heads`: only the answer heads; `lora`: LoRA adapters on the
-    encoders' attention projections (query/key/value in BERT and fusion, qkv in Swin) and the heads
-    fully trained (PEFT `modules_to_save`)."""
+    """`all`: every parameter trains; `heads`: only the answer heads (with the region map of
+    `qa_pooling="cls+max+regions"`); `lora`: LoRA adapters on the encoders' attention projections
+    (query/key/value in BERT and fusion, qkv in Swin) and those modules fully trained (PEFT
+    `modules_to_save`)."""
+    answer_modules = [*model.heads, *(["region_proj"] if hasattr(model, "region_proj") else [])]  # all new for QA
     if args.train == "heads":
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith("heads.")
+            parameter.requires_grad = name.startswith(("heads.", "region_proj."))
         return model
     if args.train == "lora":
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(  # modules_to_save: the answer heads, with the multiple-choice match term
             r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=list(model.heads),
+            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=answer_modules,
         )
         return get_peft_model(model, lora)
     return model

@@ -21,6 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from clover import CloverConfig
 from clover.data.annotations import load_annotations
 from clover.data.synthetic import generate_benchmark
 from clover.modeling_clover import CloverForVideoQA
@@ -204,6 +205,18 @@ def test_lora_adapters_save_and_merge(bench: Path, tmp_path: Path) -> None:
     base_layer, merged_layer = base.clover.text_encoder.encoder.layer[0], merged.clover.text_encoder.encoder.layer[0]
     assert not torch.equal(base_layer.attention.self.query.weight, merged_layer.attention.self.query.weight)  # adapter merged
     assert torch.equal(base_layer.intermediate.dense.weight, merged_layer.intermediate.dense.weight)  # frozen
+
+
+def test_training_modes_train_the_region_map_of_cls_max_regions() -> None:
+    """The region map of qa_pooling="cls+max+regions" is new for question answering like the heads, so
+    `--train heads` trains it and `--train lora` keeps it among PEFT's fully trained modules."""
+    config = CloverConfig.from_preset("clover-tiny", qa_heads=["open"], id2label={0: "a", 1: "b"}, qa_pooling="cls+max+regions")
+    model = train_qa.apply_training_mode(CloverForVideoQA(config), Namespace(train="heads"))
+    trained = {name.split(".")[0] for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert trained == {"heads", "region_proj"}
+    lora = train_qa.apply_training_mode(CloverForVideoQA(config), Namespace(train="lora", lora_rank=2, lora_alpha=4))
+    assert lora.peft_config["default"].modules_to_save == ["open", "region_proj"]
+    assert any("region_proj.modules_to_save" in name for name, p in lora.named_parameters() if p.requires_grad)
 
 
 def _free_port() -> int:

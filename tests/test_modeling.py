@@ -310,8 +310,30 @@ def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
     model.config.qa_pooling = "cls"
     logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head="open").logits
     assert torch.allclose(logits, model.heads["open"](fused.pooled), atol=1e-5)
-    with pytest.raises(ValueError, match="qa_pooling must be 'cls' or 'cls\\+max'"):
+    with pytest.raises(ValueError, match="qa_pooling must be one of 'cls', 'cls\\+max', 'cls\\+max\\+regions', got 'mean'"):
         tiny_config(qa_pooling="mean")
+
+
+def test_qa_pooling_regions_adds_the_maximum_of_each_cell_of_a_3x3_split_of_the_frame():
+    """"cls+max+regions" adds a linear map of the maxima over each cell of a 3x3 split of the 7x7 token
+    grid over all time steps, each cell three token rows by three columns as adaptive pooling cuts 7 into 3
+    (0-2, 2-4, 4-6: neighbours share one), checked against maxima taken by hand."""
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+regions")).eval()
+    assert model.region_proj.in_features == 9 * model.config.text_config.hidden_size
+    assert not hasattr(CloverForVideoQA(tiny_config()), "region_proj")
+    pixel_values, input_ids, attention_mask = random_inputs(batch=2)
+    video = model.encode_video(pixel_values)
+    tokens = video.tokens  # (2, t, 7, 7, Cv)
+    fused = model.clover.fuse(tokens, model.clover.encode_text(input_ids, attention_mask), attention_mask)
+    frames, height, width = tokens.shape[1:4]
+    grid = fused.last_hidden_state[:, : frames * height * width].reshape(2, frames, height, width, -1)  # (2, t, 7, 7, D)
+    spans = [(0, 3), (2, 5), (4, 7)]  # adaptive max pooling of 7 cells into 3
+    cells = [grid[:, :, r0:r1, c0:c1].amax(dim=(1, 2, 3)) for r0, r1 in spans for c0, c1 in spans]  # 9 x (2, D)
+    regions = torch.stack(cells, dim=-1).flatten(1)  # (2, D * 9), channel-major as Tensor.flatten of (D, 3, 3)
+    by_hand = fused.pooled + grid.flatten(1, 3).amax(dim=1) + model.region_proj(regions)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head="open").logits
+    assert torch.allclose(logits, model.heads["open"](by_hand), atol=1e-5)
 
 
 # --- pretrained backbones ------------------------------------------------------------------------------
