@@ -279,17 +279,18 @@ def apply_training_mode(model: CloverForVideoQA, args: argparse.Namespace) -> to
     `qa_pooling="cls+max+regions"`); `lora`: LoRA adapters on the encoders' attention projections
     (query/key/value in BERT and fusion, qkv in Swin) and those modules fully trained (PEFT
     `modules_to_save`)."""
-    answer_modules = [*model.heads, *(["region_proj"] if hasattr(model, "region_proj") else [])]  # all new for QA
+    beside_heads = ["region_proj"] if hasattr(model, "region_proj") else []  # new for QA, as the heads are
     if args.train == "heads":
+        trained = tuple(f"{module}." for module in ("heads", *beside_heads))
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith(("heads.", "region_proj."))
+            parameter.requires_grad = name.startswith(trained)
         return model
     if args.train == "lora":
         from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(  # modules_to_save: the answer heads, with the multiple-choice match term
+        lora = LoraConfig(  # modules_to_save: the answer heads (with the multiple-choice match term), the region map
             r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=answer_modules,
+            target_modules=r".*\.(query|key|value|qkv)", modules_to_save=[*model.heads, *beside_heads],
         )
         return get_peft_model(model, lora)
     return model
