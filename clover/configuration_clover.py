@@ -58,7 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "alignment_head_norm": "batchnorm",
         # Trained from scratch, the fused [CLS] attends evenly over 196 video tokens for thousands of steps,
         # and an average of mostly background tokens does not carry the objects; the maximum does.
-        # ("cls+max+regions" learns where objects are, but in the demo recipe did not help yet: docs/results.md.)
+        # ("cls+max+regions" learns where objects are, but in the demo recipe, at lr 2e-4 or 4e-4, it did not
+        # help yet: docs/results.md.)
         "qa_pooling": "cls+max",
         # Trained from scratch, the paper's multiple-choice score (the fused [CLS] of question + candidate)
         # stays at chance even for a question one frame answers; a bilinear match with the candidate's

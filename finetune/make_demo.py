@@ -1,6 +1,6 @@
 """Make the bundled demo checkpoint, end to end, on a CPU.
 
-    python -m finetune.make_demo                    # about 29 minutes on 2 CPU cores
+    python -m finetune.make_demo                    # about 29 minutes on 2 CPU cores (75 on a slower pair: docs/results.md)
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
 2. pre-train clover-tiny's video encoder for 3,000 steps to name the actions, colours and shapes of
