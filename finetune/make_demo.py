@@ -28,6 +28,8 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -285,30 +287,45 @@ def _frame_count(path: Path) -> int:
     return probe_video(path).num_frames or 32
 
 
+@contextmanager
+def stage_timer(minutes: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the stage's wall-clock minutes in `minutes[stage]` (recipe.json keeps them: machines of
+    the same core count differ 2.5 times in speed, docs/results.md, so the stage times say which)."""
+    began = time.time()
+    yield
+    minutes[stage] = round((time.time() - began) / 60, 1)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
     started = time.time()
     data, work = Path(args.data), Path(args.work_dir)
-    ensure_benchmark(data, args.benchmark_seed)
-    video = pretrain_video_encoder(args, work / "video")
+    stage_minutes: dict[str, float] = {}
+    with stage_timer(stage_minutes, "benchmark"):
+        ensure_benchmark(data, args.benchmark_seed)
+    with stage_timer(stage_minutes, "video pre-training"):
+        video = pretrain_video_encoder(args, work / "video")
     start, spread = video, None
     if not args.skip_pretraining:
-        start = pretrain(args, data, work / "pretrain", video)
-        spread = video_token_spread(start, sorted((data / "tgif/gifs").glob("*.gif"))[:16])
+        with stage_timer(stage_minutes, "caption pre-training"):
+            start = pretrain(args, data, work / "pretrain", video)
+            spread = video_token_spread(start, sorted((data / "tgif/gifs").glob("*.gif"))[:16])
         if not spread >= args.min_video_spread:  # NaN too
             logger.warning(
                 "pre-training collapsed the video encoder (token spread %.3f < %.2f): fine-tuning from %s",
                 spread, args.min_video_spread, video or "scratch",
             )  # fmt: skip
             start = video
-    metrics = finetune(args, data, start, work / "finetune")
+    with stage_timer(stage_minutes, "fine-tuning and evaluation"):
+        metrics = finetune(args, data, start, work / "finetune")
     recipe = {
         "command": "python -m finetune.make_demo",
         "arguments": vars(args),
         "pretrained_video_token_spread": spread,
         "started_from": str(start) if start else "clover-tiny, random initialisation",
         "minutes": round((time.time() - started) / 60, 1),
+        "stage_minutes": stage_minutes,
     }
     export_checkpoint(work / "finetune", Path(args.output), recipe)
     examples = pick_examples(data, Path(args.output), Path(args.examples_dir), args.num_examples)

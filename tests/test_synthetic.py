@@ -569,6 +569,20 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     assert started_from == [video]
 
 
+def test_make_demo_stage_timer_records_each_stage_in_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipe.json's stage_minutes: each stage's wall-clock seconds / 60, rounded to 0.1, by name."""
+    from finetune import make_demo
+
+    clock = iter([100.0, 190.0, 200.0, 200.0])
+    monkeypatch.setattr(make_demo.time, "time", lambda: next(clock))
+    minutes: dict[str, float] = {}
+    with make_demo.stage_timer(minutes, "video pre-training"):
+        pass
+    with make_demo.stage_timer(minutes, "benchmark"):
+        pass
+    assert minutes == {"video pre-training": 1.5, "benchmark": 0.0}
+
+
 def test_make_demo_passes_the_video_learning_rate_to_the_caption_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from finetune import make_demo
 
