@@ -12,7 +12,9 @@
 4. fine-tune one model for 1,500 steps on all five question sets at once (TGIF-Action, -Transition,
    -FrameQA, -Count and MSVD-style open-ended questions), each task's share of the batches ~ the square
    root of its size, so that it answers open-ended, multiple-choice and count questions
-   (`finetune.train_qa`), and evaluate it on the test split;
+   (`finetune.train_qa`), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
+   on the open-ended sets alone before it: location improves, the motion questions lose more;
+   docs/results.md, "Open-ended questions first");
 5. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
    the test split (clips no model saw in training), as MP4 and GIF, with their questions and true
    answers, into `examples/` and `examples/examples.json`.
@@ -73,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--finetune_steps", type=int, default=1500,
                         help="fine-tuning optimiser steps (train_qa's --max_train_steps); 0: whole --finetune_epochs")
     parser.add_argument("--finetune_epochs", type=int, default=2, help="with --finetune_steps 0")
+    parser.add_argument("--open_ended_first_steps", type=int, default=0,
+                        help="before the five-task fine-tuning, this many steps on the open-ended sets alone (FrameQA, MSVD-style); "
+                        "0 in the bundled recipe (docs/results.md)")
+    parser.add_argument("--open_ended_first_lr", type=float, default=5e-4, help="the learning rate of those steps")
     parser.add_argument("--finetune_lr", type=float, default=2e-4)
     parser.add_argument("--min_video_spread", type=float, default=0.1,
                         help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
@@ -162,32 +168,57 @@ def video_token_spread(checkpoint: Path, clips: list[Path]) -> float:
     return float(tokens.std(0).mean())
 
 
-def task_arguments(data: Path, start: Path | None) -> list[str]:
-    """train_qa's arguments for the five question sets of the benchmark in `data`, starting from
-    `start` (a checkpoint) or from a new clover-tiny."""
+def task_arguments(data: Path, start: Path | None, tasks: list[tuple[str, str, str]] = TASKS) -> list[str]:
+    """train_qa's arguments for the question sets `tasks` (default: all five) of the benchmark in
+    `data`, starting from `start` (a checkpoint) or from a new clover-tiny."""
     start_args = ["--model", str(start)] if start is not None else ["--preset", "clover-tiny"]
     return [
         *start_args,
-        "--task", *[task for task, _, _ in TASKS],
-        "--annotations", *[str(data / folder) for _, folder, _ in TASKS],
-        "--videos", *[str(data / videos) for _, _, videos in TASKS],
+        "--task", *[task for task, _, _ in tasks],
+        "--annotations", *[str(data / folder) for _, folder, _ in tasks],
+        "--videos", *[str(data / videos) for _, _, videos in tasks],
     ]
 
 
-def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
-    return train_qa.main([
-        *task_arguments(data, start),
+def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> list[str]:
+    """train_qa's arguments that both fine-tuning runs share: output, rates, task shares, batches, seed."""
+    return [
         "--output_dir", str(out),
-        "--learning_rate", str(args.finetune_lr),
+        "--learning_rate", str(learning_rate),
         "--head_lr_multiplier", str(args.head_lr_multiplier),
         "--task_sampling_alpha", str(args.task_sampling_alpha),
-        "--num_train_epochs", str(args.finetune_epochs),
-        *(["--max_train_steps", str(args.finetune_steps)] if args.finetune_steps else []),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),
         "--seed", str(args.seed),
+    ]  # fmt: skip
+
+
+def finetune_open_ended_first(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> Path:
+    """`--open_ended_first_steps` steps on FrameQA and the MSVD-style questions alone, no validation:
+    in the five-task mixture location is learnt slowly (docs/results.md). Their answer vocabulary is
+    the five tasks' (only these two are open-ended), so the open head carries over; the other heads
+    start in the next stage."""
+    open_tasks = [task for task in TASKS if task[0] in ("tgif-frameqa", "msvd-qa")]
+    train_qa.main([
+        *task_arguments(data, start, open_tasks),
+        *run_arguments(args, out, args.open_ended_first_lr),
+        "--max_train_steps", str(args.open_ended_first_steps),
+        "--skip_val", "--skip_test",
+    ])  # fmt: skip
+    return out
+
+
+def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path) -> dict[str, Any]:
+    """The five-task fine-tuning from `start` (after the open-ended phase, with `--open_ended_first_steps`)."""
+    if args.open_ended_first_steps > 0:
+        start = finetune_open_ended_first(args, data, start, out.with_name(out.name + "_open_ended"))
+    return train_qa.main([
+        *task_arguments(data, start),
+        *run_arguments(args, out, args.finetune_lr),
+        "--num_train_epochs", str(args.finetune_epochs),
+        *(["--max_train_steps", str(args.finetune_steps)] if args.finetune_steps else []),
         "--checkpointing_steps", "200",
-    ])
+    ])  # fmt: skip
 
 
 def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> None:

@@ -518,6 +518,36 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     assert "--max_train_steps" not in seen[1] and seen[1][seen[1].index("--num_train_epochs") + 1] == "2"
 
 
+def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--open_ended_first_steps N`: a first train_qa run on FrameQA and the MSVD-style set alone (its own
+    learning rate, no validation or test), then the five-task run starts from the model it saved."""
+    from finetune import make_demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
+    args = make_demo.parse_args(["--open_ended_first_steps", "300", "--open_ended_first_lr", "5e-4", "--finetune_steps", "1200"])
+    make_demo.finetune(args, tmp_path / "bench", tmp_path / "pretrain", tmp_path / "finetune")
+    first, second = seen
+
+    def values(argv: list[str], flag: str) -> list[str]:
+        start = argv.index(flag) + 1
+        end = next((i for i in range(start, len(argv)) if argv[i].startswith("--")), len(argv))
+        return argv[start:end]
+
+    assert values(first, "--task") == ["tgif-frameqa", "msvd-qa"]
+    assert values(first, "--annotations") == [str(tmp_path / "bench/tgif"), str(tmp_path / "bench/msvd")]
+    assert values(first, "--model") == [str(tmp_path / "pretrain")]
+    assert values(first, "--max_train_steps") == ["300"] and values(first, "--learning_rate") == ["0.0005"]
+    assert "--skip_val" in first and "--skip_test" in first
+    assert values(second, "--model") == values(first, "--output_dir") == [str(tmp_path / "finetune_open_ended")]
+    assert values(second, "--task") == [task for task, _, _ in make_demo.TASKS]
+    assert values(second, "--max_train_steps") == ["1200"] and "--skip_test" not in second
+    # Without the flag (the default) there is one run, from the pre-training.
+    seen.clear()
+    make_demo.finetune(make_demo.parse_args([]), tmp_path / "bench", tmp_path / "pretrain", tmp_path / "finetune")
+    assert len(seen) == 1 and values(seen[0], "--model") == [str(tmp_path / "pretrain")]
+
+
 def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     """`python -m finetune.make_demo` with no flags reproduces examples/checkpoint: its defaults are the
     settings recorded in the checkpoint's recipe.json (the folders aside)."""
@@ -527,6 +557,10 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     recorded = json.loads((checkpoint / "recipe.json").read_text())["arguments"]
     defaults = vars(make_demo.parse_args([]))
     folders = {"data", "work_dir", "output", "examples_dir"}
+    # Flags added after the checkpoint was made, whose defaults do what its run did (no such stage).
+    added_since = {"open_ended_first_steps": 0, "open_ended_first_lr": 5e-4}
+    assert {k: defaults[k] for k in added_since if k not in recorded} == {k: v for k, v in added_since.items() if k not in recorded}
+    recorded = {**added_since, **recorded}
     assert set(recorded) == set(defaults)
     assert {k: v for k, v in recorded.items() if k not in folders} == {k: v for k, v in defaults.items() if k not in folders}
 
