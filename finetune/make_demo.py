@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clover.data.annotations import load_annotations
+from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
 from clover.video import probe_video, read_frames, write_video
@@ -198,7 +198,7 @@ def finetune_open_ended_first(args: argparse.Namespace, data: Path, start: Path 
     in the five-task mixture location is learnt slowly (docs/results.md). Their answer vocabulary is
     the five tasks' (only these two are open-ended), so the open head carries over; the other heads
     start in the next stage."""
-    open_tasks = [task for task in TASKS if task[0] in ("tgif-frameqa", "msvd-qa")]
+    open_tasks = [task for task in TASKS if TASK_SPECS[task[0]].kind == "open"]
     train_qa.main([
         *task_arguments(data, start, open_tasks),
         *run_arguments(args, out, args.open_ended_first_lr),

@@ -525,7 +525,7 @@ def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tm
 
     seen: list[list[str]] = []
     monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
-    args = make_demo.parse_args(["--open_ended_first_steps", "300", "--open_ended_first_lr", "5e-4", "--finetune_steps", "1200"])
+    args = make_demo.parse_args(["--open_ended_first_steps", "300", "--open_ended_first_lr", "3e-4", "--finetune_steps", "1200"])
     make_demo.finetune(args, tmp_path / "bench", tmp_path / "pretrain", tmp_path / "finetune")
     first, second = seen
 
@@ -537,7 +537,7 @@ def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tm
     assert values(first, "--task") == ["tgif-frameqa", "msvd-qa"]
     assert values(first, "--annotations") == [str(tmp_path / "bench/tgif"), str(tmp_path / "bench/msvd")]
     assert values(first, "--model") == [str(tmp_path / "pretrain")]
-    assert values(first, "--max_train_steps") == ["300"] and values(first, "--learning_rate") == ["0.0005"]
+    assert values(first, "--max_train_steps") == ["300"] and values(first, "--learning_rate") == ["0.0003"]
     assert "--skip_val" in first and "--skip_test" in first
     assert values(second, "--model") == values(first, "--output_dir") == [str(tmp_path / "finetune_open_ended")]
     assert values(second, "--task") == [task for task, _, _ in make_demo.TASKS]
@@ -559,7 +559,6 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     folders = {"data", "work_dir", "output", "examples_dir"}
     # Flags added after the checkpoint was made, whose defaults do what its run did (no such stage).
     added_since = {"open_ended_first_steps": 0, "open_ended_first_lr": 5e-4}
-    assert {k: defaults[k] for k in added_since if k not in recorded} == {k: v for k, v in added_since.items() if k not in recorded}
     recorded = {**added_since, **recorded}
     assert set(recorded) == set(defaults)
     assert {k: v for k, v in recorded.items() if k not in folders} == {k: v for k, v in defaults.items() if k not in folders}
