@@ -86,7 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--num_workers", type=int, default=0,
+                        help="loader processes; 0 (the default) reads in the training process, the fastest on 2 cores: a worker competes with the training step's threads")
+    parser.add_argument("--clip_cache_gb", type=float, default=4.0,
+                        help="decoded benchmark clips kept in memory by each pre-training and fine-tuning run (about 3.5 GiB hold all of a fine-tuning run's; 0: decode every read)")
     parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (from scratch with --video_pretrain_steps 0)")
     parser.add_argument("--num_examples", type=int, default=8)
     return parser.parse_args(argv)
@@ -103,7 +106,7 @@ def ensure_benchmark(data: Path, seed: int) -> None:
 
 def pretrain_arguments(
     data: Path, out: Path, *, objective: str, learning_rate: float, epochs: int, batch_size: int, num_workers: int, seed: int,
-    start: Path | None = None,
+    start: Path | None = None, clip_cache_gb: float = 0.0,
 ) -> list[str]:  # fmt: skip
     """`finetune.pretrain`'s arguments for clover-tiny (new, or the model in `start`) on the benchmark's
     captions in `data` (also what `benchmarks/synthetic_qa.py` pre-trains its arms with)."""
@@ -113,6 +116,7 @@ def pretrain_arguments(
         "--video_root", str(data / "webvid/videos"), "--output_dir", str(out),
         "--learning_rate", str(learning_rate), "--num_train_epochs", str(epochs),
         "--per_device_train_batch_size", str(batch_size), "--num_workers", str(num_workers), "--seed", str(seed),
+        "--clip_cache_gb", str(clip_cache_gb),
     ]  # fmt: skip
 
 
@@ -142,7 +146,7 @@ def pretrain(args: argparse.Namespace, data: Path, out: Path, start: Path | None
     pretraining.main([
         *pretrain_arguments(
             data, out, objective="clover", learning_rate=args.pretrain_lr, epochs=args.pretrain_epochs,
-            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed, start=start,
+            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed, start=start, clip_cache_gb=args.clip_cache_gb,
         ),
         "--video_lr_multiplier", str(args.pretrain_video_lr_multiplier),
         "--checkpointing_steps", "100",
@@ -189,6 +193,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),
+        "--clip_cache_gb", str(args.clip_cache_gb),
         "--seed", str(args.seed),
     ]  # fmt: skip
 

@@ -73,6 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--val_csv", help="held-out pairs for zero-shot retrieval after each epoch")
     data.add_argument("--val_video_root", help="folder of the val clips (defaults to --video_root)")
     data.add_argument("--num_workers", type=int, default=2)
+    training.add_clip_cache_argument(data)
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="a Clover checkpoint directory to continue from")
     model.add_argument("--preset", choices=["clover-tiny", "clover-base"], help="a new model of this size (instead of --model)")
@@ -151,7 +152,8 @@ class TrainData:
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, processor: CloverProcessor) -> TrainData:
     """Training loader (random frames and crops) and val loader (segment centres, centre crop)."""
     train = load_pairs(args.train_csv, args.video_root)
-    dataset = VideoCaptionDataset(train.pairs, train.video_root, processor, training=True, seed=args.seed)
+    cache = training.clip_cache(args)
+    dataset = VideoCaptionDataset(train.pairs, train.video_root, processor, training=True, seed=args.seed, clip_cache=cache)
     sampler = PairBatchSampler(len(dataset), args.per_device_train_batch_size, accelerator.num_processes, args.seed)
     loader = DataLoader(
         IndexedDataset(dataset),
@@ -164,7 +166,7 @@ def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, proces
     if args.val_csv:
         val = load_pairs(args.val_csv, args.val_video_root)
         eval_loader = DataLoader(
-            IndexedDataset(VideoCaptionDataset(val.pairs, val.video_root, processor, training=False, seed=args.seed)),
+            IndexedDataset(VideoCaptionDataset(val.pairs, val.video_root, processor, training=False, seed=args.seed, clip_cache=cache)),
             batch_size=args.per_device_eval_batch_size, shuffle=False, collate_fn=Collator(processor), num_workers=args.num_workers,
         )
     return TrainData(loader, sampler, dataset, eval_loader, train, val)

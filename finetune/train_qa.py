@@ -39,7 +39,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from clover.configuration_clover import QA_HEADS, CloverConfig
 from clover.data.annotations import TASKS, Record
-from clover.data.datasets import VIDEO_INPUTS, VideoQADataset
+from clover.data.datasets import VIDEO_INPUTS, ClipCache, VideoQADataset
 from clover.metrics import metrics_markdown, selection_score
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
@@ -76,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--videos", action="extend", nargs="+", required=True, help="one folder, or one per task")
     data.add_argument("--val_fraction", type=float, default=0.1, help="TGIF val carved from Train, by clip")
     data.add_argument("--num_workers", type=int, default=2)
+    training.add_clip_cache_argument(data)
     data.add_argument("--skip_test", action="store_true", help="do not evaluate on the test split at the end")
     data.add_argument("--skip_val", action="store_true", help="no validation (and no best/ checkpoint): fixed-budget comparisons")
     data.add_argument("--task_sampling_alpha", type=float, default=1.0,
@@ -207,7 +208,8 @@ class TrainData:
 
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks: list[TaskData], processor: CloverProcessor, label2id: dict[str, int]) -> TrainData:
     """A VideoQADataset per task and split; one training loader over all tasks (batches of one task)."""
-    datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True, video_input=args.video_input) for data in tasks]
+    cache = training.clip_cache(args)
+    datasets = [_dataset(data, "train", processor, label2id, args.seed, train=True, video_input=args.video_input, clip_cache=cache) for data in tasks]
     sampler = TaskBatchSampler(
         [len(d) for d in datasets], args.per_device_train_batch_size, accelerator.num_processes, args.seed, args.task_sampling_alpha
     )
@@ -218,22 +220,25 @@ def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, tasks:
         num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG untouched by the loader
     )
-    eval_loaders = {d.name: _eval_loader(args, d, "val", processor, label2id) for d in tasks if d.splits.get("val")}
-    test_loaders = {d.name: _eval_loader(args, d, "test", processor, label2id) for d in tasks if d.splits.get("test")}
+    eval_loaders = {d.name: _eval_loader(args, d, "val", processor, label2id, cache) for d in tasks if d.splits.get("val")}
+    test_loaders = {d.name: _eval_loader(args, d, "test", processor, label2id, cache) for d in tasks if d.splits.get("test")}
     return TrainData(loader, sampler, datasets, eval_loaders, test_loaders)
 
 
 def _dataset(
-    data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, train: bool, video_input: str
-) -> VideoQADataset:
+    data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], seed: int, train: bool, video_input: str,
+    clip_cache: ClipCache | None = None,
+) -> VideoQADataset:  # fmt: skip
     return VideoQADataset(
-        data.splits[split], data.videos, processor, kind=data.kind,
-        answer_to_label=label2id if data.kind == "open" else None, training=train, seed=seed, video_input=video_input,
+        data.splits[split], data.videos, processor, kind=data.kind, answer_to_label=label2id if data.kind == "open" else None,
+        training=train, seed=seed, video_input=video_input, clip_cache=clip_cache,
     )
 
 
-def _eval_loader(args: argparse.Namespace, data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int]) -> DataLoader:
-    dataset = _dataset(data, split, processor, label2id, args.seed, train=False, video_input=args.video_input)
+def _eval_loader(
+    args: argparse.Namespace, data: TaskData, split: str, processor: CloverProcessor, label2id: dict[str, int], cache: ClipCache | None
+) -> DataLoader:
+    dataset = _dataset(data, split, processor, label2id, args.seed, train=False, video_input=args.video_input, clip_cache=cache)
     return DataLoader(
         IndexedDataset(dataset), batch_size=args.per_device_eval_batch_size, shuffle=False,
         collate_fn=Collator(processor, [0], [data.name]), num_workers=args.num_workers,

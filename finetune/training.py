@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from clover.configuration_clover import CloverConfig
+from clover.data.datasets import ClipCache
 from clover.processing_clover import CloverProcessor
 from finetune.common import write_json
 
@@ -89,6 +90,23 @@ def parse_config_overrides(text: str | None) -> dict[str, Any]:
         else:
             overrides[key] = value
     return overrides
+
+
+def add_clip_cache_argument(data: argparse._ArgumentGroup) -> None:
+    """`--clip_cache_gb`: decoded clips kept in memory (`ClipCache`), shared by the run's datasets."""
+    data.add_argument(
+        "--clip_cache_gb", type=float, default=0.0,
+        help="keep up to this many GiB of decoded clips in memory (per loader process), for small sets of "
+             "short clips read many times such as the synthetic benchmark; best with --num_workers 0 on a "
+             "CPU (0: decode every read)",
+    )  # fmt: skip
+
+
+def clip_cache(args: argparse.Namespace) -> ClipCache | None:
+    """The run's clip cache (one for all its datasets), or None without `--clip_cache_gb`."""
+    if args.clip_cache_gb < 0:
+        raise ValueError(f"--clip_cache_gb must be at least 0, got {args.clip_cache_gb}")
+    return ClipCache(int(args.clip_cache_gb * 2**30)) if args.clip_cache_gb > 0 else None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

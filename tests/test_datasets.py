@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from clover.data.datasets import VideoCaptionDataset, VideoQADataset
+from clover.data.datasets import ClipCache, VideoCaptionDataset, VideoQADataset
 from clover.processing_clover import CloverProcessor
 from tests.media import index_clip, random_clip, text_as_video
 
@@ -107,6 +107,46 @@ def test_unreadable_and_missing_clips_are_skipped_and_counted(processor, videos,
     batch = processor.collate(items[1:4])
     assert batch["skipped"] == 2 and batch["ids"] == ["q1"] and batch["pixel_values"].shape[0] == 1
     assert processor.collate([None, None]) == {"skipped": 2, "ids": []}
+
+
+def test_clip_cache_gives_the_same_items_and_decodes_each_clip_once(processor, videos, monkeypatch):
+    records = [*open_records(), {**open_records()[0], "id": "q2"}]  # a.mp4 asked about twice
+    cache = ClipCache(max_bytes=2**30)
+    plain = VideoQADataset(records, videos, processor, kind="open", answer_to_label={}, training=True, seed=3)
+    cached = VideoQADataset(records, videos, processor, kind="open", answer_to_label={}, training=True, seed=3, clip_cache=cache)
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(len(records)):
+            torch.testing.assert_close(cached[index]["pixel_values"], plain[index]["pixel_values"], rtol=0, atol=0)
+    assert len(cache) == 2 and cache.nbytes == 24 * 48 * 64 * 3 + 12 * 64 * 48 * 3  # every frame of a.mp4 and b.mp4
+    # A test-time dataset over the same files shares the cache: nothing is decoded again.
+    monkeypatch.setattr("clover.data.datasets.decode_video", lambda *args, **kwargs: pytest.fail("decoded again"))
+    monkeypatch.setattr("clover.data.datasets.read_frames", lambda *args, **kwargs: pytest.fail("read from disk"))
+    evaluation = VideoQADataset(records, videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
+    assert evaluation[1]["pixel_values"].shape == (T, 3, S, S)
+
+
+def test_clip_cache_reads_from_disk_once_its_budget_is_spent(processor, videos):
+    cache = ClipCache(max_bytes=24 * 48 * 64 * 3)  # a.mp4 fits exactly, then nothing more
+    dataset = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
+    plain = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={})
+    for index in (0, 1, 1):
+        torch.testing.assert_close(dataset[index]["pixel_values"], plain[index]["pixel_values"], rtol=0, atol=0)
+    assert len(cache) == 1 and cache.nbytes == cache.max_bytes
+    small = ClipCache(max_bytes=1000)  # smaller than any clip: every read goes to disk, nothing is kept
+    dataset = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={}, clip_cache=small)
+    assert dataset[0]["pixel_values"].shape == (T, 3, S, S) and len(small) == 0 and small.nbytes == 0
+    with pytest.raises(ValueError, match="max_bytes must be at least 0"):
+        ClipCache(-1)
+
+
+def test_clip_cache_skips_unreadable_clips_as_reading_does(processor, videos):
+    records = [{**open_records()[0], "id": "bad", "video": "broken.mp4"}, {**open_records()[0], "id": "gone", "video": "missing.mp4"}]
+    cache = ClipCache(max_bytes=2**30)
+    dataset = VideoQADataset(records, videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
+    assert dataset[0] is None and dataset[1] is None and dataset[0] is None
+    assert dataset.skipped == 3 and len(cache) == 0
 
 
 def test_dataloader_with_workers(processor, videos):

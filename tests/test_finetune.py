@@ -72,6 +72,22 @@ def test_a_few_steps_lower_the_loss(bench: Path, tmp_path: Path, task: str) -> N
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
 
 
+def test_clip_cache_trains_the_same_weights_and_is_shared_by_every_split(bench: Path, tmp_path: Path) -> None:
+    """--clip_cache_gb changes where frames come from, never which: the same steps give the same weights."""
+    weights = {}
+    for cache in ("0", "1"):
+        out = tmp_path / f"cache{cache}"
+        argv = _argv(bench, out, "tgif-frameqa", "--max_train_steps", "3", "--seed", "0", "--clip_cache_gb", cache)
+        train_qa.main(argv)
+        weights[cache] = load_file(out / "model.safetensors")
+    assert weights["0"].keys() == weights["1"].keys()
+    assert all(torch.equal(weights["0"][name], weights["1"][name]) for name in weights["0"])
+    run = train_qa.setup(train_qa.parse_args(_argv(bench, tmp_path / "shared", "tgif-frameqa", "--clip_cache_gb", "0.5")))
+    datasets = [*run.data.datasets, *(loader.dataset.dataset for loader in run.data.eval_loaders.values())]
+    assert {id(dataset.clip_cache) for dataset in datasets} == {id(run.data.datasets[0].clip_cache)}
+    assert run.data.datasets[0].clip_cache.max_bytes == 2**29
+
+
 def test_config_overrides_parse_and_reach_the_model(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`--config_overrides` values are JSON where they parse, text_config keys nest, and the saved model
     has them; a malformed pair and a use with --model are refused with a message."""

@@ -15,7 +15,15 @@ import pytest
 from PIL import Image, ImageSequence
 
 from clover import video
-from clover.video import VideoReadError, probe_video, read_frames, read_frames_with_timestamps, write_video
+from clover.video import (
+    VideoReadError,
+    decode_video,
+    probe_video,
+    read_frames,
+    read_frames_with_timestamps,
+    sample_frames,
+    write_video,
+)
 from tests.media import (
     animated_gif,
     audio_only_mp4,
@@ -154,6 +162,40 @@ def test_exact_reads_out_of_gop_order_targets(tmp_path: Path) -> None:
     # Long GOPs and many targets: decoding forward inside a GOP must give the same frames as seeking.
     path = index_clip(tmp_path / "gop.mp4", 120, size=(32, 32), keyframe_interval=40)
     assert indices(read_frames(path, 12, seek="exact")) == [(2 * k + 1) * 120 // 24 for k in range(12)]
+
+
+# ----------------------------------------------------------------------------- decoded once
+def test_decode_video_holds_every_frame_in_order(clip50: Path) -> None:
+    decoded = decode_video(clip50)
+    assert decoded.frames.shape == (50, 64, 64, 3) and decoded.frames.dtype == np.uint8
+    assert indices(decoded.frames) == list(range(50))
+    assert decoded.nbytes == 50 * 64 * 64 * 3
+
+
+@pytest.mark.parametrize("kind", ["mp4", "gif"])
+def test_sample_frames_draws_what_read_frames_reads(tmp_path: Path, clip50: Path, kind: str) -> None:
+    path = clip50 if kind == "mp4" else animated_gif(tmp_path / "clip.gif", num_frames=12)[0]
+    decoded = decode_video(path)
+    for seed in range(3):  # training: the same generator draws the same frames
+        expected = read_frames(path, 8, training=True, generator=np.random.default_rng(seed))
+        got = sample_frames(decoded, 8, training=True, generator=np.random.default_rng(seed))
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(sample_frames(decoded, 8), read_frames(path, 8))  # segment centres
+    if kind == "mp4":  # windows and keyframe seeking follow read_frames too
+        np.testing.assert_array_equal(sample_frames(decoded, 4, start_sec=0.4, end_sec=1.2), read_frames(path, 4, start_sec=0.4, end_sec=1.2))
+        assert indices(sample_frames(decoded, 8, seek="keyframe")) == [0, 10, 15, 20, 30, 34, 40, 46]
+
+
+def test_decode_video_refuses_a_clip_over_the_budget_before_decoding(clip50: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video, "_decode_positions", lambda *args: pytest.fail("decoded a clip over the budget"))
+    assert decode_video(clip50, max_bytes=50 * 64 * 64 * 3 - 1) is None
+
+
+def test_decode_video_reports_unreadable_clips_like_read_frames(tmp_path: Path) -> None:
+    with pytest.raises(VideoReadError, match="not a video"):
+        decode_video(text_as_video(tmp_path / "notes.mp4"))
+    with pytest.raises(ValueError, match="num_frames must be at least 1"):
+        sample_frames(decode_video(index_clip(tmp_path / "ok.mp4", 5)), 0)
 
 
 # ---------------------------------------------------------------------------------------- probing

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from clover.data.annotations import IGNORE_INDEX
 from clover.processing_clover import CloverProcessor
-from clover.video import VideoReadError, read_frames
+from clover.video import DecodedVideo, VideoReadError, decode_video, read_frames, sample_frames
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +38,63 @@ KINDS = ("open", "mc", "count")
 VIDEO_INPUTS = ("full", "middle", "none")
 
 
+class ClipCache:
+    """Decoded clips kept in memory, up to `max_bytes` in all, for datasets that read the same short clips
+    over and over (the synthetic benchmark: each clip is read by four TGIF tasks, every epoch).
+
+    A clip is decoded whole the first time it is read, while it fits in what is left of the budget, and
+    its frames are then drawn from memory by `sample_frames`: the same frames `read_frames` would give.
+    Once the budget is spent, other clips are read from disk as usual (no eviction: under shuffled
+    reading every clip is as likely to come next). Share one cache between datasets over the same files.
+    Each DataLoader worker process fills its own copy, so the memory is `max_bytes` per process; it pays
+    most with `num_workers=0`, where no worker decodes on the cores the training step uses. Real corpora
+    (long clips, tens of thousands of them) gain little: leave it off there.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be at least 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self._videos: dict[str, DecodedVideo] = {}
+        self._too_big: set[str] = set()  # decoded, they would not fit what was left
+
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def read(self, path: Path, num_frames: int, *, training: bool, generator: np.random.Generator) -> np.ndarray:
+        """`read_frames(path, num_frames, training=..., generator=...)`, from memory where possible."""
+        key = str(path)
+        video = self._videos.get(key)
+        if video is None and key not in self._too_big and self.nbytes < self.max_bytes:
+            video = decode_video(path, max_bytes=self.max_bytes - self.nbytes)
+            if video is None:
+                self._too_big.add(key)
+            else:
+                self._videos[key] = video
+                self.nbytes += video.nbytes
+        if video is None:
+            return read_frames(path, num_frames, training=training, generator=generator)
+        return sample_frames(video, num_frames, training=training, generator=generator)  # (T, H, W, 3)
+
+
 class _ClipDataset(Dataset):
     """Shared by both datasets: clip reading with per-item random generators and skip accounting.
 
     `video_input` is for ablations and baselines: "full" (the sampled frames), "middle" (every frame
     replaced by the middle one: a single-frame model) or "none" (a blank clip: a text-only model).
+    `clip_cache` keeps decoded clips in memory (`ClipCache`); None reads every item from disk.
     """
 
     def __init__(
-        self, videos_dir: str | os.PathLike, processor: CloverProcessor, *, training: bool, seed: int, video_input: str = "full"
+        self,
+        videos_dir: str | os.PathLike,
+        processor: CloverProcessor,
+        *,
+        training: bool,
+        seed: int,
+        video_input: str = "full",
+        clip_cache: ClipCache | None = None,
     ) -> None:
         if video_input not in VIDEO_INPUTS:
             raise ValueError(f"video_input must be one of {VIDEO_INPUTS}, got {video_input!r}")
@@ -54,6 +102,7 @@ class _ClipDataset(Dataset):
         self.processor = processor
         self.training = training
         self.video_input = video_input
+        self.clip_cache = clip_cache
         self.seed = int(seed)
         self.epoch = 0
         self.skipped = 0  # unreadable clips met by this process (see the module docstring)
@@ -79,13 +128,18 @@ class _ClipDataset(Dataset):
         try:
             if not path.is_file():
                 raise VideoReadError(path, "no such file")
-            frames = read_frames(path, self.processor.num_frames, training=self.training, generator=rng)  # (T, H, W, 3)
+            frames = self._frames(path, rng)  # (T, H, W, 3)
         except VideoReadError as error:
             self._skip(path, error.reason)
             return None
         if self.video_input == "middle":
             frames = np.repeat(frames[len(frames) // 2][None], len(frames), axis=0)  # (T, H, W, 3), one frame
         return self.processor.preprocess_frames(frames, training=self.training, generator=crop)  # (T, 3, S, S)
+
+    def _frames(self, path: Path, rng: np.random.Generator) -> np.ndarray:
+        if self.clip_cache is not None:
+            return self.clip_cache.read(path, self.processor.num_frames, training=self.training, generator=rng)
+        return read_frames(path, self.processor.num_frames, training=self.training, generator=rng)  # (T, H, W, 3)
 
     def _skip(self, path: Path, reason: str) -> None:
         """Count an unreadable clip and log it the first time this process meets it."""
@@ -108,6 +162,7 @@ class VideoQADataset(_ClipDataset):
         answer_to_label: the open-ended answer vocabulary {answer: class index}; required for "open".
         training: random frame in each segment and random crop (else segment centres, centre crop).
         seed: base of the per-item random generators.
+        video_input, clip_cache: see `_ClipDataset`.
 
     `dataset[i]` is {pixel_values (T, 3, S, S), question, candidates (mc only), label, id, type,
     answer}, or None when the clip cannot be read.
@@ -124,8 +179,9 @@ class VideoQADataset(_ClipDataset):
         training: bool = False,
         seed: int = 0,
         video_input: str = "full",
+        clip_cache: ClipCache | None = None,
     ) -> None:
-        super().__init__(videos_dir, processor, training=training, seed=seed, video_input=video_input)
+        super().__init__(videos_dir, processor, training=training, seed=seed, video_input=video_input, clip_cache=clip_cache)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
         if kind == "open" and answer_to_label is None:
@@ -177,6 +233,7 @@ class VideoCaptionDataset(_ClipDataset):
         processor: frame count, preprocessing and the collate function (captions up to max_text_length).
         training: random frames and crops (the default: this dataset is for pre-training).
         seed: base of the per-item random generators.
+        clip_cache: decoded clips kept in memory (`ClipCache`), or None.
 
     `dataset[i]` is {pixel_values (T, 3, S, S), caption, id}, or None when the clip cannot be read.
     """
@@ -189,8 +246,9 @@ class VideoCaptionDataset(_ClipDataset):
         *,
         training: bool = True,
         seed: int = 0,
+        clip_cache: ClipCache | None = None,
     ) -> None:
-        super().__init__(video_root, processor, training=training, seed=seed)
+        super().__init__(video_root, processor, training=training, seed=seed, clip_cache=clip_cache)
         self.pairs = [dict(pair) for pair in pairs]
 
     def __len__(self) -> int:
@@ -204,4 +262,4 @@ class VideoCaptionDataset(_ClipDataset):
         return {"pixel_values": pixel_values, "caption": pair["caption"], "id": pair.get("id", pair["video"])}
 
 
-__all__ = ["VideoCaptionDataset", "VideoQADataset"]
+__all__ = ["ClipCache", "VideoCaptionDataset", "VideoQADataset"]
