@@ -135,6 +135,13 @@ class CloverProcessor:
         directory.mkdir(parents=True, exist_ok=True)
         config_path = directory / PROCESSOR_CONFIG_NAME
         config_path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        # A fast tokenizer keeps the padding and truncation of its last call on its backend, and saves
+        # them into tokenizer.json as if they were settings (then a model saved after training in the
+        # loader's process differs from one trained with loader workers). Every call sets its own.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend.no_truncation()
+            backend.no_padding()
         return [str(config_path), *self.tokenizer.save_pretrained(str(directory))]
 
     def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload processor", **kwargs: Any) -> Any:

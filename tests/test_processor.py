@@ -221,6 +221,21 @@ def test_save_and_load_round_trip(processor, tmp_path):
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
 
 
+def test_saved_tokenizer_files_do_not_depend_on_what_was_encoded_before(tmp_path):
+    """A fast tokenizer keeps its last call's padding and truncation; saving must not record them."""
+    fresh, used = CloverProcessor.from_preset("clover-tiny"), CloverProcessor.from_preset("clover-tiny")
+    used.encode_text(["what does the red circle do 3 times ?", "how many ?"])
+    assert used.tokenizer.backend_tokenizer.truncation is not None  # the state this guards against
+    fresh.save_pretrained(tmp_path / "fresh")
+    used.save_pretrained(tmp_path / "used")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "used" / name).read_text() == (tmp_path / "fresh" / name).read_text(), name
+    loaded = CloverProcessor.from_pretrained(tmp_path / "used")
+    assert loaded.tokenizer.backend_tokenizer.truncation is None and loaded.tokenizer.backend_tokenizer.padding is None
+    long_text = " ".join(["red"] * 60)  # calls still pad and truncate as the processor asks
+    assert loaded.encode_text([long_text])["input_ids"].shape == (1, loaded.max_text_length)
+
+
 def test_from_config_takes_the_model_settings(processor):
     config = CloverConfig.from_preset("clover-tiny", num_frames=4, image_size=64, max_text_length=20, image_mean=[0.5] * 3)
     custom = CloverProcessor.from_config(config, processor.tokenizer)
