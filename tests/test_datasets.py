@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from clover.data.datasets import ClipCache, VideoCaptionDataset, VideoQADataset
 from clover.processing_clover import CloverProcessor
+from clover.video import VideoReadError
 from tests.media import index_clip, random_clip, text_as_video
 
 T, S = 8, 112  # the clover-tiny preset's frames and image size
@@ -147,6 +148,19 @@ def test_clip_cache_skips_unreadable_clips_as_reading_does(processor, videos):
     dataset = VideoQADataset(records, videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
     assert dataset[0] is None and dataset[1] is None and dataset[0] is None
     assert dataset.skipped == 3 and len(cache) == 0
+
+
+def test_clip_cache_leaves_a_clip_it_cannot_decode_whole_to_read_frames(processor, videos, monkeypatch):
+    """Damage past the frames an item needs fails the whole-clip decode, not the read: the item is kept."""
+    def damaged(path, max_bytes=None):
+        raise VideoReadError(path, "truncated or corrupt: frame 23 of 24 could not be decoded")
+
+    monkeypatch.setattr("clover.data.datasets.decode_video", damaged)
+    cache = ClipCache(max_bytes=2**30)
+    dataset = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
+    plain = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={})
+    torch.testing.assert_close(dataset[0]["pixel_values"], plain[0]["pixel_values"], rtol=0, atol=0)
+    assert dataset.skipped == 0 and len(cache) == 0
 
 
 def test_dataloader_with_workers(processor, videos):

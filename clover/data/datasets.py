@@ -57,7 +57,7 @@ class ClipCache:
         self.max_bytes = int(max_bytes)
         self.nbytes = 0
         self._videos: dict[str, DecodedVideo] = {}
-        self._too_big: set[str] = set()  # decoded, they would not fit what was left
+        self._uncached: set[str] = set()  # clips read from disk every time: over the budget, or damaged
 
     def __len__(self) -> int:
         return len(self._videos)
@@ -66,10 +66,13 @@ class ClipCache:
         """`read_frames(path, num_frames, training=..., generator=...)`, from memory where possible."""
         key = str(path)
         video = self._videos.get(key)
-        if video is None and key not in self._too_big and self.nbytes < self.max_bytes:
-            video = decode_video(path, max_bytes=self.max_bytes - self.nbytes)
+        if video is None and key not in self._uncached and self.nbytes < self.max_bytes:
+            try:
+                video = decode_video(path, max_bytes=self.max_bytes - self.nbytes)
+            except VideoReadError:  # damaged somewhere: read_frames decides, as without a cache (it may
+                video = None  # not need the damaged frames, or it raises the same error)
             if video is None:
-                self._too_big.add(key)
+                self._uncached.add(key)
             else:
                 self._videos[key] = video
                 self.nbytes += video.nbytes
