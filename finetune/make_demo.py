@@ -1,6 +1,6 @@
 """Make the bundled demo checkpoint, end to end, on a CPU.
 
-    python -m finetune.make_demo                    # 82 minutes on a slow pair of CPU cores; the 1,500-step recipe took 29 on a faster one (docs/results.md)
+    python -m finetune.make_demo                    # 77 minutes on a slow pair of CPU cores; the 1,500-step recipe took 29 on a faster one (docs/results.md)
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
 2. pre-train clover-tiny's video encoder for 3,000 steps to name the actions, colours and shapes of

@@ -54,6 +54,20 @@ def test_presets_have_the_papers_grid():
     assert base.video_grid == tiny.video_grid == (4, 7, 7)
 
 
+@pytest.mark.parametrize("head", ["open", "mc"])
+def test_clover_tiny_trains_without_dropout(head):
+    """clover-tiny has no dropout (it underfits the benchmark: docs/results.md), so a training-mode
+    forward is deterministic; with BERT's hidden dropout (0.1) back, the same two forwards differ."""
+    inputs = random_inputs(candidates=5 if head == "mc" else None)
+    extra = {"candidate_token_mask": last_token_mask(inputs[1])} if head == "mc" else {}
+    for hidden_dropout, same in [(None, True), (0.1, False)]:
+        overrides = {} if hidden_dropout is None else {"text_config": {"hidden_dropout_prob": hidden_dropout}}
+        torch.manual_seed(0)
+        model = CloverForVideoQA(tiny_config(**overrides)).train()
+        first, second = (model(*inputs, head=head, **extra).logits for _ in range(2))
+        assert torch.equal(first, second) == same
+
+
 def test_config_rejects_unknown_keys_with_a_hint():
     with pytest.raises(TypeError, match="'num_frame' \\(did you mean 'num_frames'\\?\\)"):
         CloverConfig.from_preset("clover-tiny", num_frame=4)

@@ -567,6 +567,18 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     assert {k: v for k, v in recorded.items() if k not in ignored} == {k: v for k, v in defaults.items() if k not in ignored}
 
 
+def test_the_bundled_checkpoint_has_the_clover_tiny_presets_settings() -> None:
+    """make_demo trains a new clover-tiny, so the bundled model's config has every setting of the preset
+    (a preset changed after the checkpoint was made would otherwise go unnoticed: the video stage that
+    `--video_pretrained` reuses carries its own config)."""
+    from clover.configuration_clover import PRESETS
+
+    saved = json.loads((Path(__file__).resolve().parents[1] / "examples" / "checkpoint" / "config.json").read_text())
+    preset = PRESETS["clover-tiny"]
+    assert {k: saved[k] for k in preset if k != "text_config"} == {k: v for k, v in preset.items() if k != "text_config"}
+    assert {k: saved["text_config"][k] for k in preset["text_config"]} == preset["text_config"]
+
+
 def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     bench: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
