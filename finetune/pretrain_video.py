@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import random
 import sys
@@ -42,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from clover import CloverConfig, CloverProcessor
+from clover.configuration_clover import PRESETS
 from clover.data import synthetic
 from clover.modeling_clover import CloverModel
 from clover.tokenization import tiny_tokenizer
@@ -49,6 +51,7 @@ from finetune.training import parse_config_overrides
 
 # What a saved run records of its training, beside the model.
 RECORD_FILE = "video_pretraining.json"
+logger = logging.getLogger(__name__)
 
 TARGETS = {
     "actions": synthetic.REPEATED_ACTIONS,
@@ -215,10 +218,23 @@ def trained_steps(run_dir: str | Path) -> int | None:
     return json.loads(record.read_text())["steps"] if record.is_file() else None
 
 
+def preset_differences(run_dir: str | Path) -> list[str]:
+    """The clover-tiny preset's settings that the model saved in `run_dir` does not have, one
+    "field: saved value (preset: value)" each; empty when it has them all. The runs that start from a
+    saved model keep its config, so a stage saved before the preset changed carries the old settings."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    pairs = [(key, saved.get(key), value) for key, value in PRESETS["clover-tiny"].items() if key != "text_config"]
+    text, saved_text = PRESETS["clover-tiny"].get("text_config", {}), saved.get("text_config", {})
+    pairs += [(f"text_config.{key}", saved_text.get(key), value) for key, value in text.items()]
+    return [f"{name}: {old!r} (preset: {new!r})" for name, old, new in pairs if old != new]
+
+
 def reusable_run(run_dir: str | Path, steps: int) -> Path:
     """`run_dir` when it holds a saved run that trained for `steps` (or has no record of its steps, as
     runs saved before the record); otherwise a SystemExit that says what to pass. Callers that reuse a
-    run (make_demo, the report) record `steps` as the stage's length, so the two must agree."""
+    run (make_demo, the report) record `steps` as the stage's length, so the two must agree. A run
+    saved with other clover-tiny settings than the preset's (an older preset, or --config_overrides)
+    is reused with a warning that names them: what starts from it keeps them."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise SystemExit(f"{run_dir}: no saved model there (config.json); give the --output_dir of a finetune.pretrain_video run")
@@ -228,6 +244,13 @@ def reusable_run(run_dir: str | Path, steps: int) -> Path:
             f"{run_dir} was trained for {saved} steps, not --video_pretrain_steps {steps}: "
             f"pass --video_pretrain_steps {saved} to use it (or another folder to train a new one)"
         )
+    differences = preset_differences(run_dir)
+    if differences:
+        logger.warning(
+            "%s was saved with other settings than clover-tiny's preset, and what starts from it keeps them: %s. "
+            "To train with the preset, give another folder (or leave out --video_pretrained) for a new video stage",
+            run_dir, "; ".join(differences),
+        )  # fmt: skip
     return run_dir
 
 

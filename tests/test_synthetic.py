@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -571,12 +572,28 @@ def test_the_bundled_checkpoint_has_the_clover_tiny_presets_settings() -> None:
     """make_demo trains a new clover-tiny, so the bundled model's config has every setting of the preset
     (a preset changed after the checkpoint was made would otherwise go unnoticed: the video stage that
     `--video_pretrained` reuses carries its own config)."""
-    from clover.configuration_clover import PRESETS
+    from finetune.pretrain_video import preset_differences
 
-    saved = json.loads((Path(__file__).resolve().parents[1] / "examples" / "checkpoint" / "config.json").read_text())
-    preset = PRESETS["clover-tiny"]
-    assert {k: saved[k] for k in preset if k != "text_config"} == {k: v for k, v in preset.items() if k != "text_config"}
-    assert {k: saved["text_config"][k] for k in preset["text_config"]} == preset["text_config"]
+    assert preset_differences(Path(__file__).resolve().parents[1] / "examples" / "checkpoint") == []
+
+
+def test_a_video_stage_saved_with_other_settings_is_reused_with_a_warning_that_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clover import CloverConfig
+    from finetune.pretrain_video import reusable_run
+
+    CloverConfig.from_preset("clover-tiny").save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert reusable_run(tmp_path, 3000) == tmp_path
+    assert caplog.records == []
+    # As a stage saved before clover-tiny lost its dropout: the old values and the preset's, by field.
+    CloverConfig.from_preset("clover-tiny", head_dropout=0.1, text_config={"hidden_dropout_prob": 0.1}).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert reusable_run(tmp_path, 3000) == tmp_path
+    (record,) = caplog.records
+    assert "head_dropout: 0.1 (preset: 0.0); text_config.hidden_dropout_prob: 0.1 (preset: 0.0)" in record.getMessage()
+    assert "leave out --video_pretrained" in record.getMessage()
 
 
 def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
