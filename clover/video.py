@@ -404,6 +404,8 @@ def _video_stream(container: Any, path: Path) -> Any:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # the header was cut off before the stream's codec parameters
+        raise VideoReadError(path, "truncated or corrupt: its video stream has no codec parameters")
     width, height = stream.codec_context.width, stream.codec_context.height
     if width * height > MAX_FRAME_PIXELS:
         raise VideoReadError(

@@ -318,6 +318,14 @@ def test_truncated_file(tmp_path: Path, suffix: str) -> None:
         read_frames(cut)
 
 
+@pytest.mark.parametrize("read", [read_frames, decode_video, probe_video])
+def test_header_cut_before_the_codec_parameters(tmp_path: Path, read) -> None:
+    """70 % of this MP4 keeps a video stream in the header but not its codec parameters."""
+    cut = truncated_copy(index_clip(tmp_path / "whole.mp4", 24), tmp_path / "cut.mp4", 0.7)
+    with pytest.raises(VideoReadError, match=r"cut\.mp4.*truncated or corrupt: its video stream has no codec parameters"):
+        read(cut)
+
+
 def test_video_read_error_is_a_value_error() -> None:
     assert issubclass(VideoReadError, ValueError)
 
