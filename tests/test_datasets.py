@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from clover.data.datasets import ClipCache, VideoCaptionDataset, VideoQADataset
 from clover.processing_clover import CloverProcessor
-from clover.video import VideoReadError
-from tests.media import index_clip, random_clip, text_as_video
+from clover.video import VideoReadError, decode_video
+from tests.media import index_clip, random_clip, text_as_video, truncated_copy
 
 T, S = 8, 112  # the clover-tiny preset's frames and image size
 
@@ -150,16 +150,18 @@ def test_clip_cache_skips_unreadable_clips_as_reading_does(processor, videos):
     assert dataset.skipped == 3 and len(cache) == 0
 
 
-def test_clip_cache_leaves_a_clip_it_cannot_decode_whole_to_read_frames(processor, videos, monkeypatch):
+def test_clip_cache_leaves_a_clip_it_cannot_decode_whole_to_read_frames(processor, tmp_path):
     """Damage past the frames an item needs fails the whole-clip decode, not the read: the item is kept."""
-    def damaged(path, max_bytes=None):
-        raise VideoReadError(path, "truncated or corrupt: frame 23 of 24 could not be decoded")
-
-    monkeypatch.setattr("clover.data.datasets.decode_video", damaged)
+    truncated_copy(index_clip(tmp_path / "whole.gif", num_frames=24), tmp_path / "cut.gif", 0.9)
+    with pytest.raises(VideoReadError, match="cut.gif"):  # the cut GIF cannot be decoded whole...
+        decode_video(tmp_path / "cut.gif")
+    records = [{**open_records()[0], "video": "cut.gif"}]
     cache = ClipCache(max_bytes=2**30)
-    dataset = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={}, clip_cache=cache)
-    plain = VideoQADataset(open_records(), videos, processor, kind="open", answer_to_label={})
-    torch.testing.assert_close(dataset[0]["pixel_values"], plain[0]["pixel_values"], rtol=0, atol=0)
+    dataset = VideoQADataset(records, tmp_path, processor, kind="open", answer_to_label={}, clip_cache=cache)
+    plain = VideoQADataset(records, tmp_path, processor, kind="open", answer_to_label={})
+    expected = plain[0]["pixel_values"]  # ...but 8 of its frames can be read
+    torch.testing.assert_close(dataset[0]["pixel_values"], expected, rtol=0, atol=0)
+    torch.testing.assert_close(dataset[0]["pixel_values"], expected, rtol=0, atol=0)  # again, from disk
     assert dataset.skipped == 0 and len(cache) == 0
 
 

@@ -67,10 +67,12 @@ class ClipCache:
         key = str(path)
         video = self._videos.get(key)
         if video is None and key not in self._uncached and self.nbytes < self.max_bytes:
+            # A clip damaged somewhere is left to read_frames, as without a cache: it may not need the
+            # damaged frames, or it raises the same error.
             try:
                 video = decode_video(path, max_bytes=self.max_bytes - self.nbytes)
-            except VideoReadError:  # damaged somewhere: read_frames decides, as without a cache (it may
-                video = None  # not need the damaged frames, or it raises the same error)
+            except VideoReadError:
+                video = None
             if video is None:
                 self._uncached.add(key)
             else:
