@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader
 from clover.configuration_clover import CloverConfig
 from clover.data.annotations import load_caption_pairs
 from clover.data.datasets import VideoCaptionDataset
-from clover.modeling_clover import CloverForPretraining
+from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel
 from clover.processing_clover import CloverProcessor
 from clover.retrieval import retrieval_markdown, retrieval_metrics, video_to_text_metrics
 from finetune import training
@@ -186,12 +186,28 @@ def objective_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def load_pretraining_model(directory: str | Path, **settings: Any) -> CloverForPretraining:
+    """A saved Clover model as a pre-training model, `settings` overriding its config. A checkpoint
+    saved without the MLM head (a video stage's `CloverModel`, a `CloverForVideoQA`) keeps its
+    encoders and gets a new head, initialised as BERT's. It is loaded as the class it was saved as:
+    `CloverForPretraining.from_pretrained` would build the same model but warn that the checkpoint
+    "seem[s] corrupted", because the head's tied bias is absent from it, which is expected here."""
+    config = CloverConfig.from_pretrained(directory, **settings)
+    saved_as = {"CloverModel": CloverModel, "CloverForVideoQA": CloverForVideoQA}.get((config.architectures or [""])[0])
+    if saved_as is None:
+        return CloverForPretraining.from_pretrained(directory, **settings)
+    model = CloverForPretraining(config)
+    model.clover.load_state_dict(saved_as.from_pretrained(directory).base_model.state_dict())
+    logger.info(f"{directory} holds a {saved_as.__name__}: its encoders load, the MLM head starts new")
+    return model
+
+
 def build_model(args: argparse.Namespace) -> CloverForPretraining:
     """From a Clover checkpoint (`--model`; a QA checkpoint's MLM head starts new) or a preset with
     optional pretrained backbones (`CloverForPretraining.from_backbones`)."""
     settings = objective_settings(args)
     if args.model:
-        return CloverForPretraining.from_pretrained(args.model, **settings)
+        return load_pretraining_model(args.model, **settings)
     if args.num_frames:
         settings["num_frames"] = args.num_frames
     config = CloverConfig.from_preset(args.preset, **{**settings, **training.parse_config_overrides(args.config_overrides)})

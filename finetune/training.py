@@ -151,6 +151,7 @@ def setup_accelerator(args: argparse.Namespace) -> Accelerator:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    quiet_checkpoint_logs()
     logger.info(accelerator.state, main_process_only=False)
     if not accelerator.is_local_main_process:
         logging.getLogger().setLevel(logging.ERROR)
@@ -159,6 +160,27 @@ def setup_accelerator(args: argparse.Namespace) -> Accelerator:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     return accelerator
+
+
+class _DropTiedTensorNotice(logging.Filter):
+    """Drops Accelerate's warning, at every checkpoint of a pre-training run, that it "Removed shared
+    tensor {mlm_head.predictions.decoder.weight, ...} while saving": those are the MLM head's weights
+    tied to the word embeddings and to the head's bias, saved once and tied again when the checkpoint
+    loads (the resume tests compare a resumed run with an uninterrupted one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def quiet_checkpoint_logs() -> None:
+    """One line per checkpoint ("saved checkpoint ..."/"resumed from ...", ours) instead of Accelerate's
+    line per file saved or loaded (a dozen or more), and no tied-tensor notice (`_DropTiedTensorNotice`).
+    Accelerate's other warnings and its errors still show."""
+    for name in ("accelerate.accelerator", "accelerate.checkpointing"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    other = logging.getLogger("accelerate.utils.other")
+    if not any(isinstance(existing, _DropTiedTensorNotice) for existing in other.filters):
+        other.addFilter(_DropTiedTensorNotice())
 
 
 def init_tracking(accelerator: Accelerator, args: argparse.Namespace, project: str) -> None:

@@ -6,6 +6,7 @@ exact resume, unreadable clips) on a few generated clips with clover-tiny.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -179,6 +180,14 @@ def test_script_output_loads_for_question_answering(full_run: tuple[Path, str]) 
     assert complete == ["step_3", "step_4"]
 
 
+def test_one_log_line_per_checkpoint(full_run: tuple[Path, str]) -> None:
+    """Each of the 4 checkpoints logs our one line, not Accelerate's line per file saved nor its notice
+    that the MLM head's tied tensors were saved once (they are tied again on load)."""
+    _, log = full_run
+    assert log.count("saved checkpoint") == 4
+    assert "Removed shared tensor" not in log and "Model weights saved in" not in log and "Saving current state" not in log
+
+
 def test_script_metrics_have_losses_and_retrieval(full_run: tuple[Path, str]) -> None:
     output, log = full_run
     metrics = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
@@ -225,19 +234,42 @@ def test_pairwise_objective_runs(webvid: dict[str, Path], tmp_path: Path) -> Non
     assert "text_to_video" in metrics["retrieval"]
 
 
-def test_pretraining_from_a_checkpoint_without_mlm_head_starts_a_clean_head(tmp_path: Path) -> None:
-    """`pretrain.py --model` on a QA or video-pre-training checkpoint: the new MLM head is initialised
-    as BERT's (bias zero), not left as uninitialised memory (which once made every loss NaN)."""
-    from clover.configuration_clover import CloverConfig
-    from clover.modeling_clover import CloverForPretraining, CloverModel
+@pytest.mark.parametrize("saved_class", ["CloverModel", "CloverForVideoQA"])
+def test_pretraining_from_a_checkpoint_without_mlm_head_starts_a_clean_head(
+    tmp_path: Path, saved_class: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pretrain.py --model` on a video-pre-training or QA checkpoint: its encoders load exactly, the
+    new MLM head is initialised as BERT's (bias zero, not uninitialised memory, which once made every
+    loss NaN) and tied to the word embeddings, the objective flags override the saved config, and
+    transformers says nothing (it used to warn that such a checkpoint "seem corrupted")."""
+    import transformers
+    from accelerate import PartialState
 
+    from clover import modeling_clover
+    from clover.configuration_clover import CloverConfig
+    from finetune.pretrain import load_pretraining_model
+
+    PartialState()  # the script's logger needs the state its Accelerator creates
     torch.manual_seed(0)
-    CloverModel(CloverConfig.from_preset("clover-tiny")).save_pretrained(tmp_path)
-    model = CloverForPretraining.from_pretrained(tmp_path)
-    assert torch.equal(model.mlm_head.predictions.bias, torch.zeros_like(model.mlm_head.predictions.bias))
+    saved = getattr(modeling_clover, saved_class)(CloverConfig.from_preset("clover-tiny"))
+    saved.save_pretrained(tmp_path)
+    transformers.logging.enable_propagation()  # its warnings reach caplog
+    try:
+        with caplog.at_level(logging.WARNING):
+            model = load_pretraining_model(tmp_path, pretrain_objective="pairwise")
+    finally:
+        transformers.logging.disable_propagation()
+    assert [record.getMessage() for record in caplog.records] == []
+    assert model.config.pretrain_objective == "pairwise"
+    encoders = model.clover.state_dict()
+    for name, tensor in saved.base_model.state_dict().items():
+        assert torch.equal(encoders[name], tensor), name
+    predictions = model.mlm_head.predictions
+    assert torch.equal(predictions.bias, torch.zeros_like(predictions.bias))
+    assert predictions.decoder.weight is model.clover.text_encoder.embeddings.word_embeddings.weight
     assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
     # The mechanism itself, whatever the memory held: initialising the head zeroes a NaN bias.
     with torch.no_grad():
-        model.mlm_head.predictions.bias.fill_(float("nan"))
-    model._init_weights(model.mlm_head.predictions)
-    assert torch.equal(model.mlm_head.predictions.bias, torch.zeros_like(model.mlm_head.predictions.bias))
+        predictions.bias.fill_(float("nan"))
+    model._init_weights(predictions)
+    assert torch.equal(predictions.bias, torch.zeros_like(predictions.bias))
