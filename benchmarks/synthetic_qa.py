@@ -232,7 +232,7 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         f"Every row but the demo's fine-tunes clover-tiny for {args.steps} steps of {args.batch_size} questions",
         f"(learning rate {args.learning_rate}, heads x5) on all five question sets at once,",
         "from random weights (scratch), from the video encoder's pre-training alone (`finetune.pretrain_video",
-        f"--target scene`, {args.video_pretrain_steps} steps, one run shared by every row and seed), or after Clover or",
+        f"--target scene`, {args.video_pretrain_steps} steps{video_stage_seed(args)}, one run shared by every row and seed), or after Clover or",
         "pair-wise pre-training on the benchmark's captions from that video encoder",
         f"({args.pretrain_epochs} epochs at lr {args.pretrain_lr}{video_lr_note(args)}); the baselines start from the Clover pre-training.",
         "Each row runs once per seed listed (the seed of both the caption pre-training and the fine-tuning);",
@@ -249,6 +249,13 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "Minutes per run on this machine (2 CPU cores): " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()),
         "",
     ])
+
+
+def video_stage_seed(args: argparse.Namespace) -> str:
+    """", seed N" of the shared video stage, as its record says (a reused one, e.g. make_demo's, has its
+    own seed); "" where the stage has no record."""
+    record = Path(args.video_pretrained or Path(args.work_dir) / "video") / pretrain_video.RECORD_FILE
+    return f", seed {json.loads(record.read_text())['arguments']['seed']}" if record.is_file() else ""
 
 
 def video_lr_note(args: argparse.Namespace) -> str:

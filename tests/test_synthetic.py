@@ -298,6 +298,13 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     # Two seeds: mean ± sample standard deviation (30 and 70 -> 50 ± 28.3; 1.25 and 1.75 -> 1.50 ± 0.35).
     assert "| scratch, 10% | 0, 1 | 50.0 ± 28.3 | - | - | - | 1.50 ± 0.35 |" in text
     assert "scratch, 10% 2.0" in text
+    assert "1500 steps, one run shared" in text  # no video stage here, so no seed to give
+    # The seed of a reused video stage is the one its record gives.
+    video = tmp_path / "video"
+    video.mkdir()
+    (video / "video_pretraining.json").write_text(json.dumps({"arguments": {"seed": 1}, "steps": 3000}))
+    synthetic_qa.main([*argv, "--video_pretrained", str(video), "--video_pretrain_steps", "3000"])
+    assert "`finetune.pretrain_video\n--target scene`, 3000 steps, seed 1, one run shared" in page.read_text()
     # The demo checkpoint's row gives the training seed its recipe.json records.
     demo = tmp_path / "demo"
     demo.mkdir()
