@@ -1,10 +1,10 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
-    python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json (~80 min, 2 CPU cores)
+    python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json (~3 h, 2 CPU cores)
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
-    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video --video_pretrain_steps 3000   # reuse make_demo's first stage
+    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video --video_pretrain_steps 3000   # reuse make_demo's first stage (~2.5 h)
     python benchmarks/synthetic_qa.py --work_dir runs/report_vlr --output runs/report_vlr/results.md \
         --arms "Clover pre-training, 10%" --pretrain_video_lr_multiplier 0.1   # a variant, on its own page
 
