@@ -95,10 +95,15 @@ def seed_dir(args: argparse.Namespace, seed: int) -> Path:
     return Path(args.work_dir) if seed == 0 else Path(args.work_dir) / f"seed{seed}"
 
 
+def video_stage_dir(args: argparse.Namespace) -> Path:
+    """Where the shared video encoder pre-training is: `--video_pretrained`, or `--work_dir/video`."""
+    return Path(args.video_pretrained or Path(args.work_dir) / "video")
+
+
 def video_pretrained(args: argparse.Namespace) -> Path:
     """The shared video encoder pre-training: `--video_pretrained`, or `--work_dir/video` (trained
     with seed 0 unless already complete)."""
-    out = Path(args.video_pretrained or Path(args.work_dir) / "video")
+    out = video_stage_dir(args)
     if (out / "config.json").exists():
         return pretrain_video.reusable_run(out, args.video_pretrain_steps)  # the page says how the encoder was trained
     pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
@@ -254,8 +259,8 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
 def video_stage_seed(args: argparse.Namespace) -> str:
     """", seed N" of the shared video stage, as its record says (a reused one, e.g. make_demo's, has its
     own seed); "" where the stage has no record."""
-    record = Path(args.video_pretrained or Path(args.work_dir) / "video") / pretrain_video.RECORD_FILE
-    return f", seed {json.loads(record.read_text())['arguments']['seed']}" if record.is_file() else ""
+    record = pretrain_video.saved_record(video_stage_dir(args))
+    return f", seed {record['arguments']['seed']}" if record else ""
 
 
 def video_lr_note(args: argparse.Namespace) -> str:

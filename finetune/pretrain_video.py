@@ -211,11 +211,17 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     return curve
 
 
-def trained_steps(run_dir: str | Path) -> int | None:
-    """How many steps the run saved in `run_dir` trained for (its `video_pretraining.json`), or None
-    for a run saved before the record existed."""
+def saved_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The record a run saved in `run_dir` (its `video_pretraining.json`: arguments, steps, last
+    evaluation), or None for a run saved before the record existed."""
     record = Path(run_dir) / RECORD_FILE
-    return json.loads(record.read_text())["steps"] if record.is_file() else None
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def trained_steps(run_dir: str | Path) -> int | None:
+    """How many steps the run saved in `run_dir` trained for, or None without a record."""
+    record = saved_record(run_dir)
+    return record["steps"] if record else None
 
 
 def preset_differences(run_dir: str | Path) -> list[str]:
