@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -527,6 +528,49 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True):
         """Retrieval embeddings (B, E) of texts."""
         return self.text_embedding(self.encode_text(input_ids, attention_mask), normalize)
+
+    @torch.no_grad()
+    def recompute_embedding_statistics(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> int:
+        """Set the running statistics of the retrieval heads' BatchNorms (`video_proj`, `text_proj`; with
+        `alignment_head_norm="batchnorm"`) to the exact mean and unbiased variance of their inputs over
+        `batches` of clips and captions (`pixel_values`, `input_ids`, `attention_mask`, as the processor
+        gives them for evaluation). Returns the number of pairs seen; 0, changing nothing, for
+        LayerNorm-ended heads or no pairs. The rest of the model is untouched.
+
+        Why: in training each batch is normalised by its own statistics, while the running averages
+        that evaluation uses trail a moving target (momentum 0.1 over the last ten or so calls, masked
+        clips and captions among them). After the benchmark's caption pre-training they sat about one
+        standard deviation per dimension away from the training pairs' statistics: every embedding got
+        the same offset, and zero-shot retrieval lost half its R@1 (docs/results.md). Re-estimating
+        them with the weights fixed is "precise BatchNorm" (Wu and Johnson, "Rethinking 'Batch' in
+        BatchNorm", 2021).
+        """
+        norms = {"video": self.video_proj[-1], "text": self.text_proj[-1]}
+        if not all(isinstance(norm, nn.BatchNorm1d) for norm in norms.values()):
+            return 0
+        was_training = self.training
+        self.eval()
+        sums = {name: torch.zeros(2, norm.num_features, dtype=torch.float64) for name, norm in norms.items()}
+        device, pairs = self.video_proj[0].weight.device, 0
+        for batch in batches:
+            tokens = self.encode_video(batch["pixel_values"].to(device)).tokens  # (B, t, h, w, Cv)
+            text = self.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, L, D)
+            inputs = {
+                "video": self.video_proj[:-1](tokens.flatten(1, 3).mean(1)),  # (B, E) before the BatchNorm
+                "text": self.text_proj[:-1](text[:, 0]),  # (B, E)
+            }
+            for name, values in inputs.items():
+                values = values.double().cpu()
+                sums[name] += torch.stack([values.sum(0), values.square().sum(0)])  # (2, E)
+            pairs += tokens.shape[0]
+        if pairs > 1:
+            for name, norm in norms.items():
+                mean = sums[name][0] / pairs  # (E,)
+                variance = (sums[name][1] - pairs * mean.square()) / (pairs - 1)  # (E,) unbiased, as BatchNorm keeps
+                norm.running_mean.copy_(mean.to(norm.running_mean))
+                norm.running_var.copy_(variance.clamp(min=0).to(norm.running_var))
+        self.train(was_training)
+        return pairs if pairs > 1 else 0
 
     def forward(
         self,

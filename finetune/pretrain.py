@@ -73,6 +73,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--val_csv", help="held-out pairs for zero-shot retrieval after each epoch")
     data.add_argument("--val_video_root", help="folder of the val clips (defaults to --video_root)")
     data.add_argument("--num_workers", type=int, default=2)
+    data.add_argument(
+        "--norm_statistics_pairs", type=int, default=512,
+        help="at the end of each epoch, before the retrieval evaluation and the checkpoint, set the retrieval "
+             "heads' BatchNorm statistics to those of this many training pairs, spread over the CSV and read as "
+             "evaluation reads them (0: keep the running averages; LayerNorm heads have none; docs/pretraining.md)",
+    )  # fmt: skip
     training.add_clip_cache_argument(data)
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="a Clover checkpoint directory to continue from")
@@ -147,6 +153,7 @@ class TrainData:
     eval_loader: DataLoader | None
     train: PairData
     val: PairData | None
+    statistics_loader: DataLoader | None = None  # training pairs read for evaluation, for the BatchNorm statistics
 
 
 def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, processor: CloverProcessor) -> TrainData:
@@ -165,11 +172,30 @@ def build_dataloaders(args: argparse.Namespace, accelerator: Accelerator, proces
     val, eval_loader = None, None
     if args.val_csv:
         val = load_pairs(args.val_csv, args.val_video_root)
-        eval_loader = DataLoader(
-            IndexedDataset(VideoCaptionDataset(val.pairs, val.video_root, processor, training=False, seed=args.seed, clip_cache=cache)),
-            batch_size=args.per_device_eval_batch_size, shuffle=False, collate_fn=Collator(processor), num_workers=args.num_workers,
-        )
-    return TrainData(loader, sampler, dataset, eval_loader, train, val)
+        eval_loader = val_loader(val, processor, args.per_device_eval_batch_size, args.num_workers, cache)
+    statistics_loader = norm_statistics_loader(
+        train, processor, args.norm_statistics_pairs, args.per_device_eval_batch_size, args.num_workers, cache
+    )
+    return TrainData(loader, sampler, dataset, eval_loader, train, val, statistics_loader)
+
+
+def norm_statistics_loader(
+    pairs: PairData, processor: CloverProcessor, count: int, batch_size: int, num_workers: int = 0, cache: Any = None
+) -> DataLoader | None:
+    """`count` of the pairs, evenly spread over the CSV, with evaluation's frames and crop (None for
+    fewer than 2). Not prepared: every process reads all of them and so computes the same statistics."""
+    count = min(count, len(pairs.pairs))
+    if count < 2:
+        return None
+    chosen = sorted({int(i) for i in np.linspace(0, len(pairs.pairs) - 1, count).round()})
+    dataset = VideoCaptionDataset([pairs.pairs[i] for i in chosen], pairs.video_root, processor, training=False, clip_cache=cache)
+    return DataLoader(IndexedDataset(dataset), batch_size=batch_size, shuffle=False, collate_fn=Collator(processor), num_workers=num_workers)
+
+
+def val_loader(pairs: PairData, processor: CloverProcessor, batch_size: int, num_workers: int = 0, cache: Any = None) -> DataLoader:
+    """The val pairs in order, with evaluation's frames and crop (segment centres, centre crop)."""
+    dataset = VideoCaptionDataset(pairs.pairs, pairs.video_root, processor, training=False, clip_cache=cache)
+    return DataLoader(IndexedDataset(dataset), batch_size=batch_size, shuffle=False, collate_fn=Collator(processor), num_workers=num_workers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,6 +259,8 @@ class Run(training.Run):
 
     data: TrainData
     loss_names: list[str]
+    statistics_step: int | None = None  # the step the BatchNorm statistics were last re-estimated at
+    statistics_pairs: int = 0  # and from how many pairs
 
 
 @dataclass
@@ -334,6 +362,7 @@ def end_epoch(run: Run, state: TrainState, saved_at: int | None) -> None:
     was just saved, in which case its trainer state is brought up to date)."""
     losses = {name: value / state.loss_count for name, value in state.loss_sums.items()} if state.loss_count else {}
     entry: dict[str, Any] = {"epoch": state.epoch, "step": state.completed_steps, "losses": losses, "skipped_clips": state.skipped_clips}
+    recompute_norm_statistics(run, state)
     retrieval = evaluate_retrieval(run)
     if retrieval:
         entry["retrieval"] = retrieval
@@ -364,35 +393,57 @@ def _epoch_message(entry: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def embed_batch(run: Run, batch: dict[str, Any], embed_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def recompute_norm_statistics(run: Run, state: TrainState) -> None:
+    """Set the retrieval heads' BatchNorm statistics from `--norm_statistics_pairs` training pairs
+    (`CloverModel.recompute_embedding_statistics`): the running averages trail training and put one
+    offset into every embedding (docs/pretraining.md). Once per step at most."""
+    if run.data.statistics_loader is None or run.statistics_step == state.completed_steps:
+        return
+    pairs = set_norm_statistics(run.accelerator, run.accelerator.unwrap_model(run.model).clover, run.data.statistics_loader)
+    run.statistics_step, run.statistics_pairs = state.completed_steps, pairs
+    if pairs:
+        logger.info(f"retrieval heads' BatchNorm statistics set from {pairs} training pairs")
+
+
+def set_norm_statistics(accelerator: Accelerator, clover: CloverModel, loader: DataLoader) -> int:
+    """`CloverModel.recompute_embedding_statistics` over the loader's readable pairs; their number."""
+    with accelerator.autocast():
+        return clover.recompute_embedding_statistics(batch for batch in loader if batch["ids"])
+
+
+def embed_batch(accelerator: Accelerator, clover: CloverModel, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised (video, text) embeddings (N, E) for every slot of the batch (zeros where the clip was
     unreadable), so that all processes gather tensors of the same shape."""
     kept = batch["kept"]
-    video = torch.zeros(kept.shape[0], embed_dim, device=kept.device)  # (N, E)
+    video = torch.zeros(kept.shape[0], clover.config.embed_dim, device=kept.device)  # (N, E)
     text = torch.zeros_like(video)
     if batch["ids"]:
-        clover = run.accelerator.unwrap_model(run.model).clover
-        with torch.no_grad(), run.accelerator.autocast():
+        with torch.no_grad(), accelerator.autocast():
             video[kept] = clover.get_video_features(batch["pixel_values"]).float()  # (B, E)
             text[kept] = clover.get_text_features(batch["input_ids"], batch["attention_mask"]).float()  # (B, E)
     return video, text
 
 
 def evaluate_retrieval(run: Run) -> dict[str, dict[str, float]]:
-    """Text-to-video and video-to-text retrieval over the val pairs, embeddings gathered from all
-    processes with `gather_for_metrics` (which drops the padding of the last batch). Pairs whose clip
-    is unreadable are left out of both sides (their count is in `num_pairs`'s shortfall)."""
+    """Text-to-video and video-to-text retrieval over the val pairs (`measure_retrieval`); {} without them."""
     if run.data.eval_loader is None:
         return {}
     run.model.eval()
-    embed_dim = run.accelerator.unwrap_model(run.model).config.embed_dim
+    retrieval = measure_retrieval(run.accelerator, run.accelerator.unwrap_model(run.model).clover, run.data.eval_loader)
+    run.model.train()
+    return retrieval
+
+
+def measure_retrieval(accelerator: Accelerator, clover: CloverModel, loader: DataLoader) -> dict[str, dict[str, float]]:
+    """Text-to-video and video-to-text retrieval over the loader's pairs, embeddings gathered from all
+    processes with `gather_for_metrics` (which drops the padding of the last batch). Pairs whose clip
+    is unreadable are left out of both sides (their count is in `num_pairs`'s shortfall)."""
     parts: dict[str, list[torch.Tensor]] = {"indices": [], "kept": [], "video": [], "text": []}
-    for batch in run.data.eval_loader:
-        video, text = embed_batch(run, batch, embed_dim)
-        gathered = run.accelerator.gather_for_metrics({"indices": batch["indices"], "kept": batch["kept"], "video": video, "text": text})
+    for batch in loader:
+        video, text = embed_batch(accelerator, clover, batch)
+        gathered = accelerator.gather_for_metrics({"indices": batch["indices"], "kept": batch["kept"], "video": video, "text": text})
         for name, tensor in gathered.items():
             parts[name].append(tensor.cpu())
-    run.model.train()
     every = {name: torch.cat(tensors) for name, tensors in parts.items()}
     order = every["indices"].argsort()
     kept = every["kept"][order]
@@ -424,6 +475,7 @@ def final_metrics(run: Run, state: TrainState) -> dict[str, Any]:
         "val_pairs": len(run.data.val.pairs) if run.data.val else 0,
         "final_losses": last.get("losses", {}),
         "retrieval": last.get("retrieval", {}),
+        **({"norm_statistics": {"pairs": run.statistics_pairs, "train_csv": run.args.train_csv}} if run.statistics_pairs else {}),
         "history": state.history,
     }
 
@@ -458,6 +510,8 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
     if metrics["retrieval"]:
         num_pairs = metrics["retrieval"]["text_to_video"]["num_pairs"]
         lines += ["", f"## Zero-shot retrieval on the val pairs ({num_pairs} pairs, R@K in %)", "", retrieval_markdown(metrics["retrieval"]).rstrip()]
+    if "norm_statistics" in metrics:
+        lines += ["", f"The retrieval heads' BatchNorm statistics are those of {metrics['norm_statistics']['pairs']} training pairs (`--norm_statistics_pairs`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -478,6 +532,7 @@ def _objective_text(objective: dict[str, Any]) -> str:
 def save_outputs(run: Run, state: TrainState) -> dict[str, Any]:
     """metrics.json, README.md, then the model and processor, written into a temporary folder and moved
     into the output directory file by file (its checkpoints/ and logs stay)."""
+    recompute_norm_statistics(run, state)  # done at the epoch's end, unless the run resumed after it
     metrics = final_metrics(run, state)
     output = Path(run.args.output_dir)
     run.accelerator.wait_for_everyone()

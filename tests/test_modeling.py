@@ -303,6 +303,45 @@ def test_alignment_head_norms():
         tiny_config(alignment_head_norm="groupnorm")
 
 
+def test_recompute_embedding_statistics_sets_the_exact_statistics_of_the_pairs():
+    """The retrieval heads' BatchNorm statistics become the mean and unbiased variance of their inputs
+    over the pairs, however the pairs are batched (a batch of one included); afterwards the evaluation
+    embeddings before normalisation average to the BatchNorm's bias over those pairs, where the running
+    averages of training left them offset. Nothing else changes, and the training mode is restored."""
+    torch.manual_seed(0)
+    model = CloverModel(tiny_config())
+    pixel_values, input_ids, attention_mask = random_inputs(batch=5)
+    batches = [
+        {"pixel_values": pixel_values[s], "input_ids": input_ids[s], "attention_mask": attention_mask[s]}
+        for s in (slice(0, 2), slice(2, 3), slice(3, 5))
+    ]
+    model.train()
+    for batch in batches[::2]:  # training moves the running averages away from 0 / 1
+        model.get_video_features(batch["pixel_values"]), model.get_text_features(batch["input_ids"], batch["attention_mask"])
+    parameters = {name: value.clone() for name, value in model.named_parameters()}
+    with torch.no_grad():
+        video_inputs = model.video_proj[:-1](model.encode_video(pixel_values).tokens.flatten(1, 3).mean(1))  # (5, E)
+        text_inputs = model.text_proj[:-1](model.encode_text(input_ids, attention_mask)[:, 0])  # (5, E)
+        offset = model.eval().get_video_features(pixel_values, normalize=False).mean(0) - model.video_proj[-1].bias  # (E,)
+    assert offset.abs().max() > 0.1  # the running averages' offset
+    model.train()
+
+    assert model.recompute_embedding_statistics(iter(batches)) == 5
+    assert model.training
+    for norm, inputs in ((model.video_proj[-1], video_inputs), (model.text_proj[-1], text_inputs)):
+        torch.testing.assert_close(norm.running_mean, inputs.mean(0), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(norm.running_var, inputs.var(0), rtol=1e-4, atol=1e-7)
+    for name, value in model.named_parameters():
+        assert torch.equal(value, parameters[name]), name
+    model.eval()
+    with torch.no_grad():
+        video = model.get_video_features(pixel_values, normalize=False)  # (5, E)
+    torch.testing.assert_close(video.mean(0), model.video_proj[-1].bias.detach(), rtol=0, atol=1e-4)
+
+    paper = CloverModel(tiny_config(alignment_head_norm="layernorm"))
+    assert paper.recompute_embedding_statistics(iter(batches)) == 0
+
+
 def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
     """"cls" (the paper, clover-base) feeds the heads the fused [CLS]; "cls+max" (clover-tiny) adds the
     element-wise maximum over the fused video tokens, for every head and for one clip broadcast over

@@ -198,6 +198,80 @@ def test_script_metrics_have_losses_and_retrieval(full_run: tuple[Path, str]) ->
     assert "val text-to-video R@1" in log
 
 
+def test_saved_retrieval_heads_hold_the_training_pairs_statistics(webvid: dict[str, Path], full_run: tuple[Path, str]) -> None:
+    """The saved video and text heads' BatchNorm statistics are those of the 8 readable training pairs
+    read for evaluation (the broken clip left out), not the running averages of training."""
+    from clover.data.annotations import load_caption_pairs
+    from clover.data.datasets import VideoCaptionDataset
+    from clover.modeling_clover import CloverForPretraining
+    from clover.processing_clover import CloverProcessor
+
+    output, log = full_run
+    assert "BatchNorm statistics set from 8 training pairs" in log
+    model, processor = CloverForPretraining.from_pretrained(output).eval(), CloverProcessor.from_pretrained(output)
+    pairs = load_caption_pairs(webvid["train"], webvid["videos"])
+    dataset = VideoCaptionDataset(pairs, webvid["videos"], processor, training=False)
+    batch = processor.collate([dataset[i] for i in range(len(dataset))])
+    clover = model.clover
+    with torch.no_grad():
+        video = clover.video_proj[:-1](clover.encode_video(batch["pixel_values"]).tokens.flatten(1, 3).mean(1))  # (8, E)
+        text = clover.text_proj[:-1](clover.encode_text(batch["input_ids"], batch["attention_mask"])[:, 0])  # (8, E)
+    for norm, inputs in ((clover.video_proj[-1], video), (clover.text_proj[-1], text)):
+        torch.testing.assert_close(norm.running_mean, inputs.mean(0), rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(norm.running_var, inputs.var(0), rtol=1e-3, atol=1e-6)
+
+
+def test_norm_statistics_command_sets_a_checkpoints_statistics_and_nothing_else(
+    webvid: dict[str, Path], full_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`python -m finetune.norm_statistics` on a copy of the run whose statistics were spoilt: they come
+    back to the run's own (the same 8 pairs), every other tensor is untouched, and metrics.json and the
+    model card get the retrieval measured after, the spoilt run's kept beside it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from finetune import norm_statistics
+
+    output, _ = full_run
+    model = tmp_path / "model"
+    shutil.copytree(output, model, ignore=shutil.ignore_patterns("checkpoints"))
+    saved = load_file(output / "model.safetensors")
+    spoilt = {**saved, "clover.video_proj.4.running_mean": saved["clover.video_proj.4.running_mean"] + 3.0}
+    save_file(spoilt, model / "model.safetensors", metadata={"format": "pt"})
+
+    result = norm_statistics.main([
+        "--model", str(model), "--train_csv", str(webvid["train"]), "--video_root", str(webvid["videos"]), "--val_csv", str(webvid["val"]),
+    ])  # fmt: skip
+    assert result["pairs"] == 8
+    restored = load_file(model / "model.safetensors")
+    assert restored.keys() == saved.keys()
+    for name, tensor in saved.items():
+        torch.testing.assert_close(restored[name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
+    original = json.loads((output / "metrics.json").read_text(encoding="utf-8"))["retrieval"]
+    assert metrics["retrieval"] == result["after"]
+    assert metrics["retrieval"]["text_to_video"]["median_rank"] == original["text_to_video"]["median_rank"]
+    assert metrics["retrieval_before_norm_statistics"] == result["before"]
+    assert metrics["norm_statistics"] == {"pairs": 8, "train_csv": str(webvid["train"])}
+    assert "## Retrieval heads' BatchNorm statistics re-estimated" in (model / "README.md").read_text(encoding="utf-8")
+
+
+def test_norm_statistics_command_leaves_layernorm_heads_alone(webvid: dict[str, Path], tmp_path: Path) -> None:
+    from clover.configuration_clover import CloverConfig
+    from clover.modeling_clover import CloverModel
+    from clover.processing_clover import CloverProcessor
+    from finetune import norm_statistics
+
+    CloverModel(CloverConfig.from_preset("clover-tiny", alignment_head_norm="layernorm")).save_pretrained(tmp_path)
+    CloverProcessor.from_preset("clover-tiny").save_pretrained(tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    assert norm_statistics.main(["--model", str(tmp_path), "--train_csv", str(webvid["train"]), "--video_root", str(webvid["videos"])]) == {}
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    with pytest.raises(SystemExit):
+        norm_statistics.parse_args(["--model", str(tmp_path), "--train_csv", "x.csv", "--video_root", ".", "--pairs", "1"])
+
+
 def test_unreadable_clip_is_skipped_and_counted(full_run: tuple[Path, str]) -> None:
     """The broken row is read in every epoch (once or twice: the last batch wraps around) and skipped."""
     output, log = full_run
