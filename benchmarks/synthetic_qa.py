@@ -187,9 +187,10 @@ def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
 
 
 def retrieval_lines(args: argparse.Namespace) -> list[str]:
-    """A table of the caption pre-training runs' zero-shot text-to-video retrieval on the benchmark's
-    held-out caption pairs (from each run's metrics.json), one row per objective and seed found."""
-    found: list[tuple[str, str, dict[str, float]]] = []
+    """A table of the caption pre-training runs' zero-shot retrieval, both ways, on the benchmark's
+    held-out caption pairs (from each run's metrics.json), one row per objective and seed found, with
+    where the retrieval heads' BatchNorm statistics came from."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
     for objective, given in (("clover", args.clover_pretrained), ("pairwise", args.pairwise_pretrained)):
         work = Path(args.work_dir)
         runs = {"given": Path(given)} if given else {
@@ -199,21 +200,30 @@ def retrieval_lines(args: argparse.Namespace) -> list[str]:
         for seed, run in runs.items():
             metrics = run / "metrics.json"
             if metrics.exists() and "retrieval" in (m := json.loads(metrics.read_text())):
-                found.append((objective, seed, m["retrieval"]["text_to_video"]))
+                found.append((objective, seed, m))
     if not found:
         return []
     lines = [
-        "Zero-shot text-to-video retrieval after the caption pre-training (200 held-out caption pairs of the",
-        "benchmark, chance R@1 0.5 %, R@10 5 %), the same pre-training the rows above fine-tune from:",
+        "Zero-shot retrieval after the caption pre-training (200 held-out caption pairs of the benchmark,",
+        "chance R@1 0.5 %, R@10 5 %), the same pre-training the rows above fine-tune from; the retrieval",
+        "heads' BatchNorm statistics are those of the training pairs named (`--norm_statistics_pairs`,",
+        "docs/pretraining.md), or training's running averages:",
         "",
-        "| pre-training | seed | R@1 | R@5 | R@10 | median rank |\n| --- | --- | --- | --- | --- | --- |",
+        "| pre-training | seed | text to video R@1 | R@5 | R@10 | median rank | video to text R@1 | R@10 | BatchNorm statistics |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     names = {"clover": "Clover", "pairwise": "pair-wise"}
-    lines += [
-        f"| {names[o]} | {seed} | {100 * r['R@1']:.1f} | {100 * r['R@5']:.1f} | {100 * r['R@10']:.1f} | {r['median_rank']:g} |"
-        for o, seed, r in found
-    ]
+    lines += [f"| {names[o]} | {seed} | {retrieval_cells(m)} |" for o, seed, m in found]
     return [*lines, ""]
+
+
+def retrieval_cells(metrics: dict[str, Any]) -> str:
+    """One run's cells of the retrieval table, R@K in %."""
+    t2v, v2t = metrics["retrieval"]["text_to_video"], metrics["retrieval"].get("video_to_text")
+    cells = [f"{100 * t2v[k]:.1f}" for k in ("R@1", "R@5", "R@10")] + [f"{t2v['median_rank']:g}"]
+    cells += [f"{100 * v2t[k]:.1f}" for k in ("R@1", "R@10")] if v2t else ["-", "-"]
+    pairs = metrics.get("norm_statistics", {}).get("pairs")
+    return " | ".join([*cells, f"{pairs} training pairs" if pairs else "running averages"])
 
 
 COLUMNS = ["tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"]

@@ -15,7 +15,10 @@
    (`finetune.train_qa`), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
    on the open-ended sets alone before it: location improves, the motion questions lose more;
    docs/results.md, "Open-ended questions first");
-5. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
+5. set the retrieval heads' BatchNorm statistics, which the app's search uses and the fine-tuning
+   leaves behind, from 512 of the benchmark's training captions (`finetune.norm_statistics`; the
+   answers do not change), and measure retrieval on the val captions (recipe.json, "search");
+6. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
    the test split (clips no model saw in training), as MP4 and GIF, with their questions and true
    answers, into `examples/` and `examples/examples.json`.
 
@@ -39,6 +42,7 @@ from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
 from clover.video import probe_video, read_frames, write_video
+from finetune import norm_statistics
 from finetune import pretrain as pretraining
 from finetune import pretrain_video, train_qa
 
@@ -226,6 +230,17 @@ def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path
     ])  # fmt: skip
 
 
+def set_search_statistics(data: Path, model: Path) -> dict[str, Any]:
+    """The app's search uses the retrieval heads, which the fine-tuning does not train while it moves
+    the encoders under them: their BatchNorm statistics are set again from 512 training captions
+    (`finetune.norm_statistics`; the answers do not change), and retrieval on the val captions measured."""
+    webvid = data / "webvid"
+    return norm_statistics.main([
+        "--model", str(model), "--train_csv", str(webvid / "results.csv"), "--video_root", str(webvid / "videos"),
+        "--val_csv", str(webvid / "results_val.csv"),
+    ])  # fmt: skip
+
+
 def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> None:
     """Copy the fine-tuned model, its processor, model card and metrics; record the recipe."""
     if output.exists():
@@ -355,6 +370,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             start = video
     with stage_timer(stage_minutes, "fine-tuning and evaluation"):
         metrics = finetune(args, data, start, work / "finetune")
+    with stage_timer(stage_minutes, "search statistics"):
+        search = set_search_statistics(data, work / "finetune")
     recipe = {
         "command": "python -m finetune.make_demo",
         "arguments": vars(args),
@@ -362,6 +379,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "started_from": str(start) if start else "clover-tiny, random initialisation",
         "minutes": round((time.time() - started) / 60, 1),
         "stage_minutes": stage_minutes,
+        "search": search,
     }
     export_checkpoint(work / "finetune", Path(args.output), recipe)
     examples = pick_examples(data, Path(args.output), Path(args.examples_dir), args.num_examples)

@@ -486,12 +486,16 @@ def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
 
     work = tmp_path / "report"
     t2v = {"R@1": 0.195, "R@5": 0.655, "R@10": 0.88, "median_rank": 4.0}
-    for run, r1 in ((work / "pretrain-clover", 0.195), (work / "seed1" / "pretrain-pairwise", 0.08)):
-        run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps({"retrieval": {"text_to_video": {**t2v, "R@1": r1}}}))
+    v2t = {"R@1": 0.21, "R@5": 0.5, "R@10": 0.905, "median_rank": 3.0}
+    (work / "pretrain-clover").mkdir(parents=True)
+    (work / "pretrain-clover" / "metrics.json").write_text(json.dumps({
+        "retrieval": {"text_to_video": t2v, "video_to_text": v2t}, "norm_statistics": {"pairs": 512, "train_csv": "results.csv"},
+    }))  # fmt: skip
+    (work / "seed1" / "pretrain-pairwise").mkdir(parents=True)  # written before video-to-text and the statistics
+    (work / "seed1" / "pretrain-pairwise" / "metrics.json").write_text(json.dumps({"retrieval": {"text_to_video": {**t2v, "R@1": 0.08}}}))
     lines = synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(work)]))
-    assert "| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 |" in lines
-    assert "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 |" in lines
+    assert "| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 | 21.0 | 90.5 | 512 training pairs |" in lines
+    assert "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 | - | - | running averages |" in lines
     assert synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(tmp_path / "none")])) == []
 
 
@@ -554,6 +558,22 @@ def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tm
     seen.clear()
     make_demo.finetune(make_demo.parse_args([]), tmp_path / "bench", tmp_path / "pretrain", tmp_path / "finetune")
     assert len(seen) == 1 and values(seen[0], "--model") == [str(tmp_path / "pretrain")]
+
+
+def test_make_demo_sets_the_search_statistics_from_the_benchmarks_captions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe's last training stage re-estimates the fine-tuned model's retrieval statistics from the
+    benchmark's training captions and measures retrieval on its val captions (recipe.json, "search")."""
+    from finetune import make_demo
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(make_demo.norm_statistics, "main", lambda argv: seen.append(argv) or {"pairs": 512})
+    assert make_demo.set_search_statistics(tmp_path / "bench", tmp_path / "finetune") == {"pairs": 512}
+    (argv,) = seen
+    flags = dict(zip(argv[::2], argv[1::2]))
+    assert flags == {
+        "--model": str(tmp_path / "finetune"), "--train_csv": str(tmp_path / "bench/webvid/results.csv"),
+        "--video_root": str(tmp_path / "bench/webvid/videos"), "--val_csv": str(tmp_path / "bench/webvid/results_val.csv"),
+    }  # fmt: skip
 
 
 def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
