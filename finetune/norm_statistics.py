@@ -122,9 +122,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not isinstance(clover.video_proj[-1], torch.nn.BatchNorm1d):
         logger.info(f"{directory}: the retrieval heads end in LayerNorm, which keeps no statistics; nothing to do")
         return {}
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator()
     model.to(accelerator.device)
-    val = val_loader(load_pairs(args.val_csv, args.val_video_root), processor, args.batch_size, args.num_workers) if args.val_csv else None
+    val = None
+    if args.val_csv:  # prepared: its batches come on the model's device
+        val = accelerator.prepare(val_loader(load_pairs(args.val_csv, args.val_video_root), processor, args.batch_size, args.num_workers))
     before = measure_retrieval(accelerator, clover, val) if val else {}
     loader = norm_statistics_loader(load_pairs(args.train_csv, args.video_root), processor, args.pairs, args.batch_size, args.num_workers)
     pairs = set_norm_statistics(accelerator, clover, loader)
