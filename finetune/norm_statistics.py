@@ -60,6 +60,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val_video_root", help="folder of the val clips (defaults to --video_root)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=0)
+    training.add_clip_cache_argument(parser)
+    parser.set_defaults(clip_cache_gb=1.0)  # the val clips are read twice, before and after: decode them once
     args = parser.parse_args(argv)
     if args.pairs < 2:
         parser.error(f"--pairs must be at least 2 (a variance needs two values), got {args.pairs}")
@@ -124,11 +126,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return {}
     accelerator = Accelerator()
     model.to(accelerator.device)
-    val = None
+    cache, val = training.clip_cache(args), None
     if args.val_csv:  # prepared: its batches come on the model's device
-        val = accelerator.prepare(val_loader(load_pairs(args.val_csv, args.val_video_root), processor, args.batch_size, args.num_workers))
+        val = accelerator.prepare(val_loader(load_pairs(args.val_csv, args.val_video_root), processor, args.batch_size, args.num_workers, cache))
     before = measure_retrieval(accelerator, clover, val) if val else {}
-    loader = norm_statistics_loader(load_pairs(args.train_csv, args.video_root), processor, args.pairs, args.batch_size, args.num_workers)
+    loader = norm_statistics_loader(load_pairs(args.train_csv, args.video_root), processor, args.pairs, args.batch_size, args.num_workers, cache)
     pairs = set_norm_statistics(accelerator, clover, loader)
     logger.info(f"retrieval heads' BatchNorm statistics set from {pairs} pairs of {args.train_csv}")
     after = measure_retrieval(accelerator, clover, val) if val else {}
