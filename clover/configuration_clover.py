@@ -16,6 +16,7 @@ from transformers import BertConfig, PreTrainedConfig
 
 QA_HEADS = ("open", "mc", "count")
 QA_POOLINGS = ("cls", "cls+max", "cls+max+regions")
+RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
 # Keys that transformers itself may pass to a config (when loading a config.json, or from
 # `from_pretrained(..., attn_implementation=...)`). Anything else unknown is a user's typo.
@@ -138,6 +139,11 @@ class CloverConfig(PreTrainedConfig):
             a linear layer) or "batchnorm" (every alignment head ends in BatchNorm, which centres and scales
             each embedding dimension over the batch, so the embeddings cannot all become the same: what
             lets contrastive pre-training start from random encoders; clover-tiny's setting).
+        retrieval_text_pooling: what the text retrieval head reads: "cls" (the paper: the [CLS] state) or
+            "mean" (the mean of the text states over the attention mask). Question-answering fine-tuning
+            makes the [CLS] state about the question asked, while the tokens keep a caption's content:
+            `finetune.fit_retrieval_heads` sets "mean" on a fine-tuned model for its search
+            (docs/finetuning.md).
     Text lengths:
         max_text_length: tokens for a question or caption (40).
         max_mc_text_length: tokens for a question with its candidates (100).
@@ -178,6 +184,7 @@ class CloverConfig(PreTrainedConfig):
 
     embed_dim: int = 768
     alignment_head_norm: str = "layernorm"
+    retrieval_text_pooling: str = "cls"
     qa_pooling: str = "cls"
     mc_scoring: str = "concat"
     qa_heads: list[str] | None = None
@@ -222,6 +229,8 @@ class CloverConfig(PreTrainedConfig):
             raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
         if self.alignment_head_norm not in ("layernorm", "batchnorm"):
             raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
+        if self.retrieval_text_pooling not in RETRIEVAL_TEXT_POOLINGS:
+            raise ValueError(f"retrieval_text_pooling must be 'cls' or 'mean', got {self.retrieval_text_pooling!r}")
         if self.qa_pooling not in QA_POOLINGS:
             raise ValueError(f"qa_pooling must be one of {', '.join(map(repr, QA_POOLINGS))}, got {self.qa_pooling!r}")
         if self.mc_scoring not in ("concat", "concat+match"):

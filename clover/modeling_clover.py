@@ -516,9 +516,20 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         embeds = self.video_proj(video_tokens.flatten(1, 3).mean(1))
         return F.normalize(embeds, dim=-1) if normalize else embeds
 
-    def text_embedding(self, text_states: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """(B, L, D) -> (B, E): the MLP on the [CLS] state."""
-        embeds = self.text_proj(text_states[:, 0])
+    def pool_text(self, text_states: torch.Tensor, attention_mask: torch.Tensor | None = None, pooling: str | None = None) -> torch.Tensor:
+        """(B, L, D) -> (B, D), what the text retrieval head reads: the [CLS] state, or with
+        `retrieval_text_pooling="mean"` the mean of the states the attention mask keeps (`pooling`
+        overrides the config's)."""
+        if (pooling or self.config.retrieval_text_pooling) == "cls":
+            return text_states[:, 0]
+        if attention_mask is None:
+            return text_states.mean(1)
+        weights = attention_mask[..., None].to(text_states.dtype)  # (B, L, 1)
+        return (text_states * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
+
+    def text_embedding(self, text_states: torch.Tensor, normalize: bool = True, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, D) -> (B, E): the MLP on the pooled text states (`pool_text`)."""
+        embeds = self.text_proj(self.pool_text(text_states, attention_mask))
         return F.normalize(embeds, dim=-1) if normalize else embeds
 
     def get_video_features(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -527,7 +538,7 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True):
         """Retrieval embeddings (B, E) of texts."""
-        return self.text_embedding(self.encode_text(input_ids, attention_mask), normalize)
+        return self.text_embedding(self.encode_text(input_ids, attention_mask), normalize, attention_mask)
 
     @torch.no_grad()
     def recompute_embedding_statistics(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> int:
@@ -554,10 +565,11 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         device, pairs = self.video_proj[0].weight.device, 0
         for batch in batches:
             tokens = self.encode_video(batch["pixel_values"].to(device)).tokens  # (B, t, h, w, Cv)
-            text = self.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, L, D)
+            mask = batch["attention_mask"].to(device)
+            text = self.encode_text(batch["input_ids"].to(device), mask)  # (B, L, D)
             inputs = {
                 "video": self.video_proj[:-1](tokens.flatten(1, 3).mean(1)),  # (B, E) before the BatchNorm
-                "text": self.text_proj[:-1](text[:, 0]),  # (B, E)
+                "text": self.text_proj[:-1](self.pool_text(text, mask)),  # (B, E)
             }
             for name, values in inputs.items():
                 values = values.double().cpu()
@@ -584,7 +596,7 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         text_states = self.encode_text(input_ids, attention_mask)
         video_embeds = self.video_embedding(video_tokens)
-        text_embeds = self.text_embedding(text_states)
+        text_embeds = self.text_embedding(text_states, attention_mask=attention_mask)
         fused = self.fuse(video_tokens, text_states, attention_mask)
         return CloverModelOutput(
             video_embeds=video_embeds,
@@ -898,9 +910,9 @@ class CloverForPretraining(_BackboneLoading, CloverPreTrainedModel):
         num_video = video.shape[1] * video.shape[2] * video.shape[3]
         return {
             "v": clover.video_embedding(video),
-            "t": clover.text_embedding(text),
+            "t": clover.text_embedding(text, attention_mask=attention_mask),
             "v_m": clover.video_embedding(masked_video),
-            "t_m": clover.text_embedding(masked_text),
+            "t_m": clover.text_embedding(masked_text, attention_mask=attention_mask),
             "f_v": F.normalize(clover.fused_video_proj(fused_video.pooled), dim=-1),
             "f_t": F.normalize(clover.fused_text_proj(fused_text.pooled), dim=-1),
             "mlm_logits": self.mlm_head(fused_text.last_hidden_state[:, num_video:]),  # (B, L, vocab)

@@ -15,9 +15,10 @@
    (`finetune.train_qa`), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
    on the open-ended sets alone before it: location improves, the motion questions lose more;
    docs/results.md, "Open-ended questions first");
-5. set the retrieval heads' BatchNorm statistics, which the app's search uses and the fine-tuning
-   leaves behind, from 512 of the benchmark's training captions (`finetune.norm_statistics`; the
-   answers do not change), and measure retrieval on the val captions (recipe.json, "search");
+5. fit the retrieval heads, which the app's search uses and the fine-tuning leaves behind its moving
+   encoders, to the fine-tuned encoders on the benchmark's training captions, the encoders frozen
+   (`finetune.fit_retrieval_heads`; the answers do not change), and measure retrieval on the val
+   captions (recipe.json, "search");
 6. copy it with its processor and model card into `examples/checkpoint/`, and pick example clips from
    the test split (clips no model saw in training), as MP4 and GIF, with their questions and true
    answers, into `examples/` and `examples/examples.json`.
@@ -42,7 +43,7 @@ from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
 from clover.video import probe_video, read_frames, write_video
-from finetune import norm_statistics
+from finetune import fit_retrieval_heads
 from finetune import pretrain as pretraining
 from finetune import pretrain_video, train_qa
 
@@ -230,12 +231,13 @@ def finetune(args: argparse.Namespace, data: Path, start: Path | None, out: Path
     ])  # fmt: skip
 
 
-def set_search_statistics(data: Path, model: Path) -> dict[str, Any]:
+def fit_search_heads(data: Path, model: Path) -> dict[str, Any]:
     """The app's search uses the retrieval heads, which the fine-tuning does not train while it moves
-    the encoders under them: their BatchNorm statistics are set again from 512 training captions
-    (`finetune.norm_statistics`; the answers do not change), and retrieval on the val captions measured."""
+    the encoders under them: they are fitted again to the frozen encoders on the benchmark's training
+    captions (`finetune.fit_retrieval_heads`; the answers do not change), and retrieval on the val
+    captions measured before and after."""
     webvid = data / "webvid"
-    return norm_statistics.main([
+    return fit_retrieval_heads.main([
         "--model", str(model), "--train_csv", str(webvid / "results.csv"), "--video_root", str(webvid / "videos"),
         "--val_csv", str(webvid / "results_val.csv"),
     ])  # fmt: skip
@@ -370,8 +372,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             start = video
     with stage_timer(stage_minutes, "fine-tuning and evaluation"):
         metrics = finetune(args, data, start, work / "finetune")
-    with stage_timer(stage_minutes, "search statistics"):
-        search = set_search_statistics(data, work / "finetune")
+    with stage_timer(stage_minutes, "search heads"):
+        search = fit_search_heads(data, work / "finetune")
     recipe = {
         "command": "python -m finetune.make_demo",
         "arguments": vars(args),

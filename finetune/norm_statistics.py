@@ -5,8 +5,8 @@
         --val_csv data/synthetic/webvid/results_val.csv
 
 `finetune/pretrain.py` does this itself at the end of every epoch (`--norm_statistics_pairs`). This
-command does it for a checkpoint made before it did, or for a fine-tuned model whose encoders have moved
-since its pre-training (the demo checkpoint: `finetune.make_demo` runs it last). The running averages
+command does it for a checkpoint made before it did (a fine-tuned model, whose encoders have moved since
+its pre-training, needs its heads fitted again: `finetune.fit_retrieval_heads`). The running averages
 that BatchNorm keeps in training trail the training and add one offset to every embedding, which costs
 zero-shot retrieval up to half its R@1 (docs/pretraining.md); this sets them to the exact mean and
 variance over `--pairs` training pairs read as evaluation reads them (`CloverModel.
@@ -109,7 +109,7 @@ def note_in_model_card(directory: Path, after: dict[str, Any], settings: dict[st
 
 def save_weights(model: torch.nn.Module, directory: Path) -> None:
     """Rewrite the checkpoint's model files (weights and config) in place, each file moved atomically."""
-    temp = directory / ".tmp_norm_statistics"
+    temp = directory / ".tmp_model_files"
     shutil.rmtree(temp, ignore_errors=True)
     model.save_pretrained(temp)
     training.replace_model_files(temp, directory)

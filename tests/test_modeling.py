@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
 
 from clover.configuration_clover import CloverConfig
@@ -301,6 +302,31 @@ def test_alignment_head_norms():
         model(pixel_values[:1], input_ids[:1], attention_mask[:1])
     with pytest.raises(ValueError, match="alignment_head_norm"):
         tiny_config(alignment_head_norm="groupnorm")
+
+
+def test_retrieval_text_pooling_reads_the_cls_state_or_the_mean_of_the_kept_tokens():
+    """"cls" (the paper's default) embeds the [CLS] state; "mean" the average of the states the attention
+    mask keeps, so padding changes nothing: a caption padded to 12 tokens embeds as it does alone. The
+    setting saves with the config."""
+    torch.manual_seed(0)
+    assert CloverConfig.from_preset("clover-tiny").retrieval_text_pooling == "cls"
+    model = CloverModel(tiny_config(retrieval_text_pooling="mean")).eval()
+    input_ids = torch.randint(5, 100, (2, 12))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 7:] = 0  # caption 2 has 7 tokens and 5 of padding
+    with torch.no_grad():
+        states = model.encode_text(input_ids, attention_mask)  # (2, 12, D)
+        torch.testing.assert_close(model.pool_text(states, attention_mask)[1], states[1, :7].mean(0))
+        torch.testing.assert_close(model.pool_text(states, attention_mask, "cls"), states[:, 0])
+        alone = model.get_text_features(input_ids[1:, :7], attention_mask[1:, :7])  # (1, E)
+        padded = model.get_text_features(input_ids, attention_mask)[1:]  # (1, E)
+        torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-5)
+        expected = F.normalize(model.text_proj(states[:, 0]), dim=-1)
+        model.config.retrieval_text_pooling = "cls"
+        torch.testing.assert_close(model.get_text_features(input_ids, attention_mask), expected)
+    assert CloverConfig.from_dict(tiny_config(retrieval_text_pooling="mean").to_dict()).retrieval_text_pooling == "mean"
+    with pytest.raises(ValueError, match="retrieval_text_pooling"):
+        tiny_config(retrieval_text_pooling="max")
 
 
 def test_recompute_embedding_statistics_sets_the_exact_statistics_of_the_pairs():

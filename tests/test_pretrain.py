@@ -347,3 +347,99 @@ def test_pretraining_from_a_checkpoint_without_mlm_head_starts_a_clean_head(
         predictions.bias.fill_(float("nan"))
     model._init_weights(predictions)
     assert torch.equal(predictions.bias, torch.zeros_like(predictions.bias))
+
+
+# --------------------------------------------------------------------------------------------------
+# Retrieval heads fitted again to a fine-tuned model's encoders
+# --------------------------------------------------------------------------------------------------
+
+
+def tiny_clover(seed: int = 0) -> "CloverModel":  # noqa: F821
+    from clover.configuration_clover import CloverConfig
+    from clover.modeling_clover import CloverModel
+
+    torch.manual_seed(seed)
+    return CloverModel(CloverConfig.from_preset("clover-tiny")).eval()
+
+
+def test_head_statistics_are_the_exact_mean_and_variance_of_the_heads_inputs() -> None:
+    """After `set_head_statistics` each head's BatchNorm holds the mean and unbiased variance of what
+    its layers before the norm make of all the pairs, whatever the running averages were."""
+    from finetune.fit_retrieval_heads import PooledPairs, set_head_statistics
+
+    clover = tiny_clover()
+    clover.video_proj[-1].running_mean.fill_(5.0)
+    pairs = PooledPairs(torch.randn(20, clover.config.video_width), torch.randn(20, clover.config.text_config.hidden_size) * 3 + 1)
+    set_head_statistics(clover, pairs)
+    with torch.no_grad():
+        inputs = {"video": clover.video_proj[:-1](pairs.video), "text": clover.text_proj[:-1](pairs.text)}  # (20, E) each
+    for norm, values in ((clover.video_proj[-1], inputs["video"]), (clover.text_proj[-1], inputs["text"])):
+        torch.testing.assert_close(norm.running_mean, values.mean(0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(norm.running_var, values.var(0), rtol=1e-5, atol=1e-6)
+        assert norm.momentum == 0.1  # restored
+    assert not clover.video_proj.training
+
+
+def test_fit_heads_aligns_paired_features_and_trains_nothing_else() -> None:
+    """32 pairs whose text feature is a fixed linear map of the video feature plus noise: the heads of
+    a random model rank them at chance; fitted, they find every pair, and no other weight moves."""
+    from finetune.fit_retrieval_heads import PooledPairs, fit_heads, heads_retrieval, set_head_statistics
+
+    clover = tiny_clover()
+    generator = torch.Generator().manual_seed(1)
+    video = torch.randn(32, clover.config.video_width, generator=generator)  # (32, Cv)
+    mixing = torch.randn(clover.config.video_width, clover.config.text_config.hidden_size, generator=generator)
+    text = video @ mixing / clover.config.video_width**0.5 + 0.1 * torch.randn(32, mixing.shape[1], generator=generator)  # (32, D)
+    pairs = PooledPairs(video, text)
+    before_state = {name: tensor.clone() for name, tensor in clover.state_dict().items()}
+    assert heads_retrieval(clover, pairs)["text_to_video"]["R@1"] < 0.3
+    losses = fit_heads(clover, pairs, epochs=60, learning_rate=1e-3, weight_decay=0.0, batch_size=16, seed=0)
+    set_head_statistics(clover, pairs)
+    assert len(losses) == 60 and losses[-1] < losses[0] / 4
+    after = heads_retrieval(clover, pairs)
+    assert after["text_to_video"]["R@1"] == 1.0 and after["video_to_text"]["R@1"] == 1.0
+    assert after["text_to_video"]["num_pairs"] == 32
+    changed = {name.split(".")[0] for name, tensor in clover.state_dict().items() if not torch.equal(tensor, before_state[name])}
+    assert changed == {"video_proj", "text_proj"}
+
+
+def test_fit_retrieval_heads_command_changes_only_the_heads_of_a_qa_checkpoint(webvid: dict[str, Path], tmp_path: Path) -> None:
+    """`python -m finetune.fit_retrieval_heads` on a clover-tiny QA checkpoint: only the two heads'
+    tensors change in the saved weights (so the answers cannot), the training loss falls, and
+    metrics.json and the model card get the retrieval before and after."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    from clover.modeling_clover import CloverForVideoQA
+    from clover.processing_clover import CloverProcessor
+    from finetune import fit_retrieval_heads
+    from finetune.pretrain import load_pairs, measure_retrieval, val_loader
+    from tests.conftest import save_tiny_checkpoint
+
+    model = save_tiny_checkpoint(tmp_path / "model")
+    (model / "metrics.json").write_text(json.dumps({"test": {}}), encoding="utf-8")
+    saved = load_file(model / "model.safetensors")
+    result = fit_retrieval_heads.main([
+        "--model", str(model), "--train_csv", str(webvid["broken"]), "--video_root", str(webvid["videos"]),
+        "--val_csv", str(webvid["val"]), "--epochs", "10",
+    ])  # fmt: skip
+    assert result["pairs"] == 8  # the broken clip is left out
+    assert result["final_loss"] < result["first_loss"]
+    assert result["text_pooling"] == {"before": "cls", "after": "mean"}
+    assert result["before"]["text_to_video"]["num_pairs"] == result["after"]["text_to_video"]["num_pairs"] == 4
+    fitted = load_file(model / "model.safetensors")
+    assert fitted.keys() == saved.keys()
+    changed = {name.rsplit(".", 2)[0] for name in saved if not torch.equal(fitted[name], saved[name])}
+    assert changed == {"clover.video_proj", "clover.text_proj"}
+    # The saved model's own retrieval path (pooling from its config) gives the figures the command measured.
+    loaded, processor = CloverForVideoQA.from_pretrained(model).eval(), CloverProcessor.from_pretrained(model)
+    assert loaded.config.retrieval_text_pooling == "mean"
+    val = val_loader(load_pairs(str(webvid["val"]), str(webvid["videos"])), processor, batch_size=4)
+    measured = measure_retrieval(Accelerator(), loaded.clover, val)
+    for direction in ("text_to_video", "video_to_text"):
+        assert measured[direction] == pytest.approx(result["after"][direction])
+    metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["test"] == {} and metrics["retrieval_heads"] == json.loads(json.dumps(result))
+    assert "## Retrieval heads fitted to the fine-tuned encoders" in (model / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        fit_retrieval_heads.parse_args(["--model", str(model), "--train_csv", "x.csv", "--video_root", ".", "--epochs", "0"])

@@ -560,14 +560,14 @@ def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tm
     assert len(seen) == 1 and values(seen[0], "--model") == [str(tmp_path / "pretrain")]
 
 
-def test_make_demo_sets_the_search_statistics_from_the_benchmarks_captions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The recipe's last training stage re-estimates the fine-tuned model's retrieval statistics from the
-    benchmark's training captions and measures retrieval on its val captions (recipe.json, "search")."""
+def test_make_demo_fits_the_search_heads_on_the_benchmarks_captions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe's last training stage fits the fine-tuned model's retrieval heads on the benchmark's
+    training captions and measures retrieval on its val captions (recipe.json, "search")."""
     from finetune import make_demo
 
     seen: list[list[str]] = []
-    monkeypatch.setattr(make_demo.norm_statistics, "main", lambda argv: seen.append(argv) or {"pairs": 512})
-    assert make_demo.set_search_statistics(tmp_path / "bench", tmp_path / "finetune") == {"pairs": 512}
+    monkeypatch.setattr(make_demo.fit_retrieval_heads, "main", lambda argv: seen.append(argv) or {"pairs": 1200})
+    assert make_demo.fit_search_heads(tmp_path / "bench", tmp_path / "finetune") == {"pairs": 1200}
     (argv,) = seen
     flags = dict(zip(argv[::2], argv[1::2]))
     assert flags == {
