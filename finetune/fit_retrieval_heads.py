@@ -52,7 +52,7 @@ from clover.retrieval import retrieval_markdown, retrieval_metrics, video_to_tex
 from finetune import training
 from finetune.common import write_json
 from finetune.norm_statistics import load_model, save_weights
-from finetune.pretrain import load_pairs, val_loader
+from finetune.pretrain import load_pairs, norm_statistics_loader, val_loader
 
 logger = logging.getLogger("fit_retrieval_heads")
 
@@ -64,6 +64,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a saved Clover checkpoint directory (a QA fine-tuning's, or any plain model)")
     parser.add_argument("--train_csv", required=True, help="caption pairs to fit the heads on (WebVid CSV or video, caption CSV)")
     parser.add_argument("--video_root", required=True, help="folder the CSV's clips are relative to")
+    parser.add_argument(
+        "--pairs", type=int, default=20000,
+        help="training pairs to fit on, evenly spread over --train_csv (all of a smaller CSV); each is encoded once and kept in memory",
+    )  # fmt: skip
     parser.add_argument("--val_csv", help="held-out pairs: zero-shot retrieval before and after")
     parser.add_argument("--val_video_root", help="folder of the val clips (defaults to --video_root)")
     parser.add_argument(
@@ -82,6 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     training.add_clip_cache_argument(parser)
     parser.set_defaults(clip_cache_gb=0.0)  # every clip is read once
     args = parser.parse_args(argv)
+    if args.pairs < 2:
+        parser.error(f"--pairs must be at least 2 (a contrastive batch needs negatives), got {args.pairs}")
     for name in ("epochs", "fit_batch_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -216,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     accelerator = Accelerator()  # every process fits the same heads on the same pairs; the main one saves
     clover.to(accelerator.device)
     cache = training.clip_cache(args)
-    train_loader = val_loader(load_pairs(args.train_csv, args.video_root), processor, args.batch_size, args.num_workers, cache)
+    train_loader = norm_statistics_loader(load_pairs(args.train_csv, args.video_root), processor, args.pairs, args.batch_size, args.num_workers, cache)
+    if train_loader is None:
+        raise SystemExit(f"{args.train_csv}: fitting needs at least 2 pairs with a clip")
     train = encode_pairs(accelerator, clover, train_loader, "encoding the training pairs")[args.text_pooling]
     val, before = None, {}
     if args.val_csv:

@@ -443,3 +443,5 @@ def test_fit_retrieval_heads_command_changes_only_the_heads_of_a_qa_checkpoint(w
     assert "## Retrieval heads fitted to the fine-tuned encoders" in (model / "README.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit):
         fit_retrieval_heads.parse_args(["--model", str(model), "--train_csv", "x.csv", "--video_root", ".", "--epochs", "0"])
+    with pytest.raises(SystemExit):
+        fit_retrieval_heads.parse_args(["--model", str(model), "--train_csv", "x.csv", "--video_root", ".", "--pairs", "1"])
