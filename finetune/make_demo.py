@@ -260,14 +260,19 @@ def export_checkpoint(run_dir: Path, output: Path, recipe: dict[str, Any]) -> No
 
 def demo_summary(checkpoint: Path) -> str:
     """The card's first paragraph (the app shows it): what the model knows and how well it does."""
-    test = json.loads((checkpoint / "metrics.json").read_text())["test"]
+    metrics = json.loads((checkpoint / "metrics.json").read_text())
     scores = ", ".join(
-        f"{task} MSE {m['mse']:.2f}" if "mse" in m else f"{task} {100 * m['accuracy']:.0f}%" for task, m in test.items()
+        f"{task} MSE {m['mse']:.2f}" if "mse" in m else f"{task} {100 * m['accuracy']:.0f}%" for task, m in metrics["test"].items()
+    )
+    search = metrics.get("retrieval_heads", {}).get("after", {}).get("text_to_video")
+    search_note = (
+        f" Text-to-video search on its {search['num_pairs']} held-out captions: R@1 {100 * search['R@1']:.1f}%, "
+        f"R@10 {100 * search['R@10']:.1f}%." if search else ""
     )
     return (
         "clover-tiny trained by `python -m finetune.make_demo` on 2 CPU cores, on synthetic clips of moving "
         "coloured shapes only: it knows nothing of real videos. Test accuracy on its own benchmark: "
-        f"{scores} (see docs/results.md)."
+        f"{scores}.{search_note} See docs/results.md."
     )
 
 

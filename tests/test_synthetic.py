@@ -513,6 +513,32 @@ def test_the_bundled_demo_checkpoint_answers_its_examples() -> None:
     assert wrong == []
 
 
+def test_export_checkpoint_heads_the_model_card_with_the_demos_scores_and_search(tmp_path: Path) -> None:
+    """The exported card's first paragraph (what the app shows) gives the test scores and, once the
+    search heads are fitted, the search's R@1 and R@10; the run-only log stays behind."""
+    from finetune import make_demo
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "README.md").write_text("---\ntags: [clover]\n---\n\n# Clover fine-tuned on five tasks\n\nStarted from x.\n", encoding="utf-8")
+    (run / "train_log.jsonl").write_text("{}\n", encoding="utf-8")
+    search = {"after": {"text_to_video": {"R@1": 0.615, "R@10": 0.975, "num_pairs": 200}}}
+    metrics = {"test": {"tgif-action": {"accuracy": 0.43}, "tgif-count": {"mse": 0.6912}}, "retrieval_heads": search}
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    make_demo.export_checkpoint(run, tmp_path / "out", {"command": "python -m finetune.make_demo"})
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\ntags: [clover]\n---\n\n# Clover VideoQA demo checkpoint\n\n")
+    summary = card.split("\n\n")[2]
+    assert "Test accuracy on its own benchmark: tgif-action 43%, tgif-count MSE 0.69." in summary
+    assert "Text-to-video search on its 200 held-out captions: R@1 61.5%, R@10 97.5%." in summary
+    assert "## Clover fine-tuned on five tasks\n\nStarted from x." in card
+    assert not (tmp_path / "out" / "train_log.jsonl").exists() and (tmp_path / "out" / "recipe.json").is_file()
+    metrics.pop("retrieval_heads")
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    make_demo.export_checkpoint(run, tmp_path / "out", {})
+    assert "search" not in (tmp_path / "out" / "README.md").read_text(encoding="utf-8").split("\n\n")[2]
+
+
 # The benchmark's own captions of the example clips' scenes (test split: no model saw these clips).
 EXAMPLE_CAPTIONS = {
     "syn01400.mp4": "a small green triangle moves left twice then moves right then grows three times while a big white "
