@@ -1,6 +1,6 @@
 """Make the bundled demo checkpoint, end to end, on a CPU.
 
-    python -m finetune.make_demo                    # 77 minutes on a slow pair of CPU cores; the 1,500-step recipe took 29 on a faster one (docs/results.md)
+    python -m finetune.make_demo                    # about 90 minutes on a slow pair of CPU cores; the 1,500-step recipe took 29 on a faster one (docs/results.md)
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
 2. pre-train clover-tiny's video encoder for 3,000 steps to name the actions, colours and shapes of
@@ -9,7 +9,7 @@
    docs/results.md);
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`),
    the video encoder at a tenth of the learning rate so that it keeps the motion it has learnt;
-4. fine-tune one model for 2,000 steps on all five question sets at once (TGIF-Action, -Transition,
+4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
    -FrameQA, -Count and MSVD-style open-ended questions), each task's share of the batches ~ the square
    root of its size, so that it answers open-ended, multiple-choice and count questions
    (`finetune.train_qa`), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=0.1,
                         help="caption pre-training: the video encoder's learning rate, x --pretrain_lr (pretrain's --video_lr_multiplier)")
-    parser.add_argument("--finetune_steps", type=int, default=2000,
+    parser.add_argument("--finetune_steps", type=int, default=3000,
                         help="fine-tuning optimiser steps (train_qa's --max_train_steps); 0: whole --finetune_epochs")
     parser.add_argument("--finetune_epochs", type=int, default=2, help="with --finetune_steps 0")
     parser.add_argument("--open_ended_first_steps", type=int, default=0,
