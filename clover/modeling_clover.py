@@ -556,33 +556,42 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         them with the weights fixed is "precise BatchNorm" (Wu and Johnson, "Rethinking 'Batch' in
         BatchNorm", 2021).
         """
-        norms = {"video": self.video_proj[-1], "text": self.text_proj[-1]}
-        if not all(isinstance(norm, nn.BatchNorm1d) for norm in norms.values()):
+        if not self._has_embedding_batchnorms():
             return 0
         was_training = self.training
         self.eval()
-        sums = {name: torch.zeros(2, norm.num_features, dtype=torch.float64) for name, norm in norms.items()}
-        device, pairs = self.video_proj[0].weight.device, 0
+        video, text = [], []
+        device = self.video_proj[0].weight.device
         for batch in batches:
             tokens = self.encode_video(batch["pixel_values"].to(device)).tokens  # (B, t, h, w, Cv)
             mask = batch["attention_mask"].to(device)
-            text = self.encode_text(batch["input_ids"].to(device), mask)  # (B, L, D)
-            inputs = {
-                "video": self.video_proj[:-1](tokens.flatten(1, 3).mean(1)),  # (B, E) before the BatchNorm
-                "text": self.text_proj[:-1](self.pool_text(text, mask)),  # (B, E)
-            }
-            for name, values in inputs.items():
-                values = values.double().cpu()
-                sums[name] += torch.stack([values.sum(0), values.square().sum(0)])  # (2, E)
-            pairs += tokens.shape[0]
-        if pairs > 1:
-            for name, norm in norms.items():
-                mean = sums[name][0] / pairs  # (E,)
-                variance = (sums[name][1] - pairs * mean.square()) / (pairs - 1)  # (E,) unbiased, as BatchNorm keeps
-                norm.running_mean.copy_(mean.to(norm.running_mean))
-                norm.running_var.copy_(variance.clamp(min=0).to(norm.running_var))
+            video.append(tokens.flatten(1, 3).mean(1))  # (B, Cv), what video_proj reads
+            text.append(self.pool_text(self.encode_text(batch["input_ids"].to(device), mask), mask))  # (B, D)
+        pairs = self.set_embedding_statistics(torch.cat(video), torch.cat(text)) if video else 0
         self.train(was_training)
-        return pairs if pairs > 1 else 0
+        return pairs
+
+    def _has_embedding_batchnorms(self) -> bool:
+        return all(isinstance(head[-1], nn.BatchNorm1d) for head in (self.video_proj, self.text_proj))
+
+    @torch.no_grad()
+    def set_embedding_statistics(self, video_features: torch.Tensor, text_features: torch.Tensor) -> int:
+        """The same from the heads' own inputs, pair i in row i: mean-pooled video tokens (N, Cv) and
+        pooled text states (N, D, `pool_text`). Each head's BatchNorm gets the exact mean and unbiased
+        variance (in float64) of what its layers before the norm make of them. Returns N; 0, changing
+        nothing, for fewer than 2 pairs or LayerNorm-ended heads."""
+        pairs = video_features.shape[0]
+        if pairs < 2 or not self._has_embedding_batchnorms():
+            return 0
+        was_training = self.training
+        self.eval()
+        device = self.video_proj[0].weight.device
+        for head, features in ((self.video_proj, video_features), (self.text_proj, text_features)):
+            inputs = torch.cat([head[:-1](chunk.to(device)).double().cpu() for chunk in features.split(4096)])  # (N, E)
+            head[-1].running_mean.copy_(inputs.mean(0).to(head[-1].running_mean))
+            head[-1].running_var.copy_(inputs.var(0).to(head[-1].running_var))  # unbiased, as BatchNorm keeps
+        self.train(was_training)
+        return pairs
 
     def forward(
         self,

@@ -99,6 +99,13 @@ def video_to_text_metrics(similarity: torch.Tensor, ground_truth: Sequence[int] 
     return metrics_from_ranks(ranks)
 
 
+def paired_retrieval(similarity: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Both directions of a (N texts, N videos) matrix whose pair i is text i and video i:
+    {"text_to_video": metrics, "video_to_text": metrics}, each with "num_pairs" N."""
+    count = {"num_pairs": similarity.shape[0]}
+    return {"text_to_video": {**retrieval_metrics(similarity), **count}, "video_to_text": {**video_to_text_metrics(similarity), **count}}
+
+
 def retrieval_markdown(results: Mapping[str, Mapping[str, float]]) -> str:
     """A Markdown table with a row per direction (e.g. {"text-to-video": metrics, ...}), R@K in %."""
     lines = ["| direction | R@1 | R@5 | R@10 | median rank | mean rank |", "| --- | --- | --- | --- | --- | --- |"]
@@ -108,4 +115,4 @@ def retrieval_markdown(results: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["METRIC_KEYS", "metrics_from_ranks", "ranks_of_ground_truth", "retrieval_markdown", "retrieval_metrics", "video_to_text_metrics"]
+__all__ = ["METRIC_KEYS", "metrics_from_ranks", "paired_retrieval", "ranks_of_ground_truth", "retrieval_markdown", "retrieval_metrics", "video_to_text_metrics"]

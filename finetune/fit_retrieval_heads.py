@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from clover.configuration_clover import RETRIEVAL_TEXT_POOLINGS
 from clover.modeling_clover import CloverModel
 from clover.processing_clover import CloverProcessor
-from clover.retrieval import retrieval_markdown, retrieval_metrics, video_to_text_metrics
+from clover.retrieval import paired_retrieval, retrieval_markdown
 from finetune import training
 from finetune.common import write_json
 from finetune.norm_statistics import load_model, save_weights
@@ -143,9 +143,7 @@ def heads_retrieval(clover: CloverModel, pairs: PooledPairs) -> dict[str, dict[s
     clover.eval()
     video, text = head_embeddings(clover, pairs)
     clover.train(was_training)
-    similarity = text @ video.T  # (N texts, N videos); pair i's text matches pair i's video
-    count = {"num_pairs": len(pairs)}
-    return {"text_to_video": {**retrieval_metrics(similarity), **count}, "video_to_text": {**video_to_text_metrics(similarity), **count}}
+    return paired_retrieval(text @ video.T)  # (N texts, N videos); pair i's text matches pair i's video
 
 
 def fit_heads(clover: CloverModel, pairs: PooledPairs, epochs: int, learning_rate: float, weight_decay: float, batch_size: int, seed: int) -> list[float]:
@@ -172,22 +170,6 @@ def fit_heads(clover: CloverModel, pairs: PooledPairs, epochs: int, learning_rat
         losses.append(sum(epoch_losses) / max(len(epoch_losses), 1))
     heads.eval()
     return losses
-
-
-@torch.no_grad()
-def set_head_statistics(clover: CloverModel, pairs: PooledPairs) -> None:
-    """Each head's final BatchNorm gets the exact mean and unbiased variance of its inputs over all the
-    pairs: one training-mode pass with momentum None (a cumulative average) over them as one batch."""
-    for head, features in ((clover.video_proj, pairs.video), (clover.text_proj, pairs.text)):
-        norm = head[-1]
-        if not isinstance(norm, nn.BatchNorm1d):
-            continue
-        momentum, norm.momentum = norm.momentum, None
-        norm.reset_running_stats()
-        head.train()
-        head(features)  # (N, E); updates the running statistics only
-        head.eval()
-        norm.momentum = momentum
 
 
 def record(directory: Path, result: dict[str, Any]) -> None:
@@ -233,9 +215,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         before, val = heads_retrieval(clover, encoded[pooling_before]), encoded[args.text_pooling]
     clover.cpu()
     clover.config.retrieval_text_pooling = args.text_pooling
-    torch.manual_seed(args.seed)
     losses = fit_heads(clover, train, args.epochs, args.learning_rate, args.weight_decay, args.fit_batch_size, args.seed)
-    set_head_statistics(clover, train)
+    clover.set_embedding_statistics(train.video, train.text)
     after = heads_retrieval(clover, val) if val else {}
     logger.info(f"retrieval heads fitted on {len(train)} pairs of {args.train_csv}: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     result = {

@@ -53,7 +53,7 @@ from clover.data.annotations import load_caption_pairs
 from clover.data.datasets import VideoCaptionDataset
 from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel
 from clover.processing_clover import CloverProcessor
-from clover.retrieval import retrieval_markdown, retrieval_metrics, video_to_text_metrics
+from clover.retrieval import paired_retrieval, retrieval_markdown
 from finetune import training
 from finetune.common import Collator, IndexedDataset, write_json
 
@@ -448,12 +448,7 @@ def measure_retrieval(accelerator: Accelerator, clover: CloverModel, loader: Dat
     order = every["indices"].argsort()
     kept = every["kept"][order]
     video, text = every["video"][order][kept], every["text"][order][kept]  # (P, E) in pair order
-    similarity = text @ video.T  # (P texts, P videos); pair i's text matches pair i's video
-    num_pairs = {"num_pairs": int(kept.sum())}
-    return {
-        "text_to_video": {**retrieval_metrics(similarity), **num_pairs},
-        "video_to_text": {**video_to_text_metrics(similarity), **num_pairs},
-    }
+    return paired_retrieval(text @ video.T)  # (P texts, P videos); pair i's text matches pair i's video
 
 
 # --------------------------------------------------------------------------------------------------

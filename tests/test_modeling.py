@@ -368,6 +368,27 @@ def test_recompute_embedding_statistics_sets_the_exact_statistics_of_the_pairs()
     assert paper.recompute_embedding_statistics(iter(batches)) == 0
 
 
+def test_set_embedding_statistics_from_the_heads_inputs():
+    """From pooled features (what `recompute_embedding_statistics` gathers from clips and captions, or
+    what `finetune.fit_retrieval_heads` keeps): each head's BatchNorm holds the mean and unbiased
+    variance of what its layers before the norm make of all the pairs, whatever the running averages
+    were; the evaluation mode stays. Fewer than 2 pairs change nothing."""
+    torch.manual_seed(0)
+    model = CloverModel(tiny_config()).eval()
+    model.video_proj[-1].running_mean.fill_(5.0)
+    video = torch.randn(20, model.config.video_width)  # (20, Cv)
+    text = torch.randn(20, model.config.text_config.hidden_size) * 3 + 1  # (20, D)
+    assert model.set_embedding_statistics(video[:1], text[:1]) == 0
+    assert torch.equal(model.video_proj[-1].running_mean, torch.full_like(model.video_proj[-1].running_mean, 5.0))
+    assert model.set_embedding_statistics(video, text) == 20
+    with torch.no_grad():
+        inputs = {"video": model.video_proj[:-1](video), "text": model.text_proj[:-1](text)}  # (20, E) each
+    for norm, values in ((model.video_proj[-1], inputs["video"]), (model.text_proj[-1], inputs["text"])):
+        torch.testing.assert_close(norm.running_mean, values.mean(0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(norm.running_var, values.var(0), rtol=1e-5, atol=1e-6)
+    assert not model.training
+
+
 def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
     """"cls" (the paper, clover-base) feeds the heads the fused [CLS]; "cls+max" (clover-tiny) adds the
     element-wise maximum over the fused video tokens, for every head and for one clip broadcast over
