@@ -31,10 +31,9 @@ and `finetune/train_qa.py --model output_dir` fine-tunes from it.
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
