@@ -1,6 +1,6 @@
 """Supervised pre-training of the video encoder on the synthetic benchmark's scenes: our Kinetics.
 
-    python -m finetune.pretrain_video --target scene --output_dir runs/video --steps 3000   # ~11 minutes, 2 CPU cores
+    python -m finetune.pretrain_video --target scene --output_dir runs/video --steps 3000   # 11-29 minutes on 2 CPU cores, by machine (docs/results.md)
     python -m finetune.pretrain_video --target colors --steps 200                   # no --output_dir: a probe
 
 The paper starts Clover pre-training from a Video Swin trained to classify the actions of Kinetics-400;
