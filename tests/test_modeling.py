@@ -587,5 +587,7 @@ def test_match_scoring_learns_a_choice_only_the_video_answers_where_the_papers_s
     """The reason for clover-tiny's mc_scoring="concat+match": from random weights, the paper's score
     (a head on the fused [CLS] of question + candidate) needs attention between the candidate's word
     and a small object to form first; the bilinear match term learns as an open-ended head does."""
-    assert _colour_choice_accuracy("concat+match") > 0.9
-    assert _colour_choice_accuracy("concat") < 0.6  # 60 steps in
+    # 40 steps: the match term is at 100 % there, the paper's score at chance (23-28 %). At 60 steps the
+    # paper's score was below 60 % on one machine and 78 % on another (float rounding differs by CPU).
+    assert _colour_choice_accuracy("concat+match", steps=40) > 0.9
+    assert _colour_choice_accuracy("concat", steps=40) < 0.6
