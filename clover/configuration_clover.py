@@ -16,6 +16,7 @@ from transformers import BertConfig, PreTrainedConfig
 
 QA_HEADS = ("open", "mc", "count")
 QA_POOLINGS = ("cls", "cls+max", "cls+max+regions")
+VIDEO_STEMS = ("patchify", "conv")
 RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
 # Keys that transformers itself may pass to a config (when loading a config.json, or from
@@ -103,6 +104,11 @@ class CloverConfig(PreTrainedConfig):
         image_size: side of the square frames the encoder sees (224 in the paper).
         image_mean, image_std: per-channel normalisation of RGB values in [0, 1] (ImageNet's).
         patch_size: (time, height, width) of a 3D patch (2x4x4).
+        video_stem: how frames become patch tokens: "patchify" (the paper's Video Swin: one linear map of
+            each 3D patch, a strided Conv3d; official checkpoints load into it) or "conv" (stride-2 3x3
+            convolutions on each frame, one per halving of the patch's side, then a linear map of the
+            patch's frames: the early convolutions of Xiao et al. 2021, with which clover-tiny's
+            encoder learns shapes faster from nothing: docs/results.md).
         window_size: (time, height, width) of an attention window (8x7x7); clipped to the token grid.
         video_embed_dim: channels after patch embedding (128); doubled by each patch merging.
         video_depths: Swin blocks per stage (2-2-18-2); `len(video_depths)` stages.
@@ -170,6 +176,7 @@ class CloverConfig(PreTrainedConfig):
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     patch_size: list[int] | None = None
+    video_stem: str = "patchify"
     window_size: list[int] | None = None
     video_embed_dim: int = 128
     video_depths: list[int] | None = None
@@ -227,6 +234,8 @@ class CloverConfig(PreTrainedConfig):
     def _check(self) -> None:
         if len(self.video_depths) != len(self.video_num_heads):
             raise ValueError(f"video_depths {self.video_depths} and video_num_heads {self.video_num_heads} differ in length")
+        if self.video_stem not in VIDEO_STEMS:
+            raise ValueError(f"video_stem must be one of {', '.join(map(repr, VIDEO_STEMS))}, got {self.video_stem!r}")
         if self.alignment_head_norm not in ("layernorm", "batchnorm"):
             raise ValueError(f"alignment_head_norm must be 'layernorm' or 'batchnorm', got {self.alignment_head_norm!r}")
         if self.retrieval_text_pooling not in RETRIEVAL_TEXT_POOLINGS:
@@ -246,6 +255,11 @@ class CloverConfig(PreTrainedConfig):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by {downsample} "
                 f"(patch {patch_h} x 2^{len(self.video_depths) - 1} merges)"
+            )
+        if self.video_stem == "conv" and not (patch_h == self.patch_size[2] and patch_h >= 2 and patch_h & (patch_h - 1) == 0):
+            raise ValueError(
+                f'video_stem="conv" halves the frame once per stride-2 convolution, so the patch\'s height and width must be '
+                f"the same power of two (2, 4, 8, ...), got patch_size {self.patch_size}"
             )
         if self.num_frames % patch_t:
             raise ValueError(f"num_frames {self.num_frames} must be divisible by the temporal patch size {patch_t}")

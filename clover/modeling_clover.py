@@ -268,6 +268,7 @@ def build_video_encoder(config: CloverConfig) -> nn.Module:
         window_size=config.window_size,
         mlp_ratio=config.video_mlp_ratio,
         drop_path_rate=config.video_drop_path_rate,
+        stem=config.video_stem,
     )
 
 
@@ -377,6 +378,9 @@ class CloverPreTrainedModel(PreTrainedModel):
             raise
 
     def _init_weights(self, module: nn.Module) -> None:
+        if getattr(module, "keeps_torch_init", False):
+            _torch_default_init(module)
+            return
         super()._init_weights(module)
         std = self.config.text_config.initializer_range
         if isinstance(module, WindowAttention3D):
@@ -385,6 +389,15 @@ class CloverPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_token, std=std)
         elif isinstance(module, BertLMPredictionHead):  # as BERT: a new MLM head's bias is not left uninitialised
             init.zeros_(module.bias)
+
+
+def _torch_default_init(layer: nn.Module) -> None:
+    """PyTorch's own init of a Linear or Conv layer (Kaiming-uniform weights, uniform bias), through
+    `init`, which leaves weights loaded from a checkpoint alone (`reset_parameters` would not)."""
+    init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.weight[0].numel())
+        init.uniform_(layer.bias, -bound, bound)
 
 
 def _has_pickle_weights(location: str | os.PathLike) -> bool:

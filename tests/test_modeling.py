@@ -534,6 +534,55 @@ def test_from_backbones_loads_a_swin_checkpoint_into_the_model(tmp_path):
     assert torch.equal(model.clover.video_encoder.norm.weight, source.norm.weight + 0.5)
 
 
+def test_conv_stem_gives_the_patchify_grid_from_each_patchs_own_frames():
+    torch.manual_seed(0)
+    encoder = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="conv").eval()
+    stem = encoder.patch_embed
+    assert [layer.out_channels for layer in stem.convs if isinstance(layer, torch.nn.Conv2d)] == [8, 8, 16]  # 3 halvings (8 = 2^3), doubling up to 16, at least 8
+    frames = torch.randn(2, 8, 3, 112, 112)  # (B, T, 3, H, W)
+    tokens = stem(frames.transpose(1, 2))  # (B, T/2, H/8, W/8, C)
+    assert tokens.shape == (2, 4, 14, 14, 16)
+    assert encoder(frames).shape == (2, 4, 7, 7, 32)
+    # By hand: the token of frames 2-3 at cell (5, 9) is LayerNorm(merge([conv maps of frame 2; of frame 3])).
+    maps = stem.convs(frames[0, 2:4])  # (2, 16, 14, 14)
+    by_hand = stem.norm(stem.merge(torch.cat([maps[0, :, 5, 9], maps[1, :, 5, 9]])))
+    torch.testing.assert_close(tokens[0, 1, 5, 9], by_hand)
+    changed = frames.clone()
+    changed[:, 7] += 1.0  # the last frame: only the last temporal patch may change
+    moved = stem(changed.transpose(1, 2))
+    assert torch.equal(moved[:, :3], tokens[:, :3]) and not torch.allclose(moved[:, 3], tokens[:, 3])
+
+
+def test_conv_stem_keeps_torchs_init_and_survives_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(video_stem="conv"))
+    first = model.clover.video_encoder.patch_embed.convs[0].weight  # (16, 3, 3, 3): fan-in 27
+    # PyTorch's Kaiming-uniform bound is 1/sqrt(fan_in), so std 1/sqrt(3 * 27) = 0.111, not transformers' 0.02.
+    assert abs(first.std().item() - 1 / (3 * 27) ** 0.5) < 0.02
+    model.train()
+    model.clover.encode_video(torch.randn(2, 8, 3, 112, 112))  # moves the BatchNorm running statistics
+    model.eval()
+    pixel_values, input_ids, attention_mask = random_inputs()
+    expected = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask).logits
+    model.save_pretrained(tmp_path)
+    loaded = CloverForVideoQA.from_pretrained(tmp_path).eval()
+    assert loaded.config.video_stem == "conv"
+    stem = loaded.clover.video_encoder.patch_embed
+    assert torch.equal(stem.convs[1].running_mean, model.clover.video_encoder.patch_embed.convs[1].running_mean)
+    torch.testing.assert_close(loaded(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask).logits, expected)
+
+
+def test_video_stem_errors_say_what_is_allowed():
+    with pytest.raises(ValueError, match=r"video_stem must be one of 'patchify', 'conv', got 'convolution'"):
+        tiny_config(video_stem="convolution")
+    with pytest.raises(ValueError, match=r"same power of two .* got patch_size \[2, 6, 6\]"):
+        tiny_config(video_stem="conv", patch_size=[2, 6, 6], image_size=96)
+    # An official checkpoint has the patchify layer's weights: a conv-stem model reports them, and its own stem as missing.
+    encoder = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="conv")
+    report = load_video_swin_checkpoint(encoder, official_style_state_dict(swin()))
+    assert "backbone.patch_embed.proj.weight" in report.unexpected and "patch_embed.convs.0.weight" in report.missing
+
+
 def test_base_preset_forward_on_cpu():
     """clover-base builds with the paper's sizes and runs a forward pass (about 88M video parameters)."""
     torch.manual_seed(0)
