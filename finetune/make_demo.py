@@ -1,12 +1,13 @@
 """Make the bundled demo checkpoint, end to end, on a CPU.
 
-    python -m finetune.make_demo                    # about 90 minutes on a slow pair of CPU cores; the 1,500-step recipe took 29 on a faster one (docs/results.md)
+    python -m finetune.make_demo                    # about 50 minutes on a fast pair of CPU cores, 90 on a slow one (docs/results.md)
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
 2. pre-train clover-tiny's video encoder for 3,000 steps to name the actions, colours and shapes of
    fresh scenes of the benchmark's kind, rendered in memory (`finetune.pretrain_video`: our analogue of
    the paper's Kinetics-trained Video Swin, without which the motion questions stay at chance:
-   docs/results.md);
+   docs/results.md), with the early-convolution stem (`--video_stem conv`: docs/results.md, "Early
+   convolutions, measured for longer");
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`),
    the video encoder at a tenth of the learning rate so that it keeps the motion it has learnt;
 4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
@@ -39,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from clover.configuration_clover import VIDEO_STEMS
 from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
@@ -73,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--benchmark_seed", type=int, default=0, help="seed of the benchmark, when it is generated")
     parser.add_argument("--video_pretrain_steps", type=int, default=3000, help="steps of the video encoder's supervised pre-training (0: none)")
     parser.add_argument("--video_pretrained", help="reuse this video pre-training run (e.g. runs/demo/video) instead of running the stage")
+    parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="conv",
+                        help="clover-tiny's video stem in the video stage: conv, the early convolutions (the bundled "
+                             "checkpoint; docs/results.md, \"Early convolutions\"), or patchify, the preset's and the paper's")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=0.1,
@@ -125,13 +130,15 @@ def pretrain_arguments(
     ]  # fmt: skip
 
 
-def video_pretrain_arguments(out: Path, *, steps: int, batch_size: int, seed: int) -> list[str]:
+def video_pretrain_arguments(out: Path, *, steps: int, batch_size: int, seed: int, video_stem: str = "patchify") -> list[str]:
     """`finetune.pretrain_video`'s arguments for the recipe's first stage: a new clover-tiny's video
     encoder trained to name the actions, colours and shapes of rendered scenes, saved in `out` (also
-    the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from)."""
+    the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from, with the
+    preset's patchify stem); `video_stem` other than the preset's is set through `--config_overrides`."""
+    stem = [] if video_stem == "patchify" else ["--config_overrides", f"video_stem={video_stem}"]
     return [
         "--target", "scene", "--steps", str(steps), "--batch_size", str(batch_size),
-        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out),
+        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *stem,
     ]  # fmt: skip
 
 
@@ -140,10 +147,19 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     which recipe.json records), or trained into `out`, or none with `--video_pretrain_steps 0`."""
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
-        return pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+        run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+        saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
+        if saved_stem != args.video_stem:
+            raise SystemExit(
+                f"{run} was trained with video_stem={saved_stem}, and this recipe asks for {args.video_stem}: "
+                f"pass --video_stem {saved_stem} to reuse it, or leave out --video_pretrained for a new video stage"
+            )
+        return run
     if args.video_pretrain_steps <= 0:
         return None
-    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.seed))
+    pretrain_video.main(
+        video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.seed, video_stem=args.video_stem)
+    )
     return out
 
 

@@ -687,7 +687,7 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     # A saved run is passed on to the caption pre-training as its start.
     video = tmp_path / "video"
     video.mkdir()
-    (video / "config.json").write_text("{}")
+    (video / "config.json").write_text(json.dumps({"video_stem": "conv"}))
     # One that trained for other steps than recipe.json would record is refused, with the flag to pass.
     (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
     with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000: pass --video_pretrain_steps 1500"):
@@ -706,6 +706,13 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     with pytest.raises(StopAfterTheStart):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
     assert started_from == [video]
+    # One with another video stem than the recipe's is refused, with the flag to pass (a config.json
+    # without the field is from before the field: the patchify stem).
+    (video / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="trained with video_stem=patchify, and this recipe asks for conv: pass --video_stem patchify"):
+        make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
+    with pytest.raises(StopAfterTheStart):
+        make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video), "--video_stem", "patchify"])
 
 
 def test_make_demo_stage_timer_records_each_stage_in_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -730,3 +737,12 @@ def test_make_demo_passes_the_video_learning_rate_to_the_caption_pretraining(tmp
     make_demo.pretrain(make_demo.parse_args(["--pretrain_video_lr_multiplier", "0.1"]), tmp_path / "bench", tmp_path / "out", None)
     assert seen[0][seen[0].index("--video_lr_multiplier") + 1] == "0.1"
     assert seen[0][seen[0].index("--output_dir") + 1] == str(tmp_path / "out")
+
+
+def test_make_demo_runs_its_video_stage_with_the_conv_stem_and_the_report_with_the_presets() -> None:
+    from finetune import make_demo, pretrain_video
+
+    demo = make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1, video_stem=make_demo.parse_args([]).video_stem)
+    assert demo[-2:] == ["--config_overrides", "video_stem=conv"]
+    assert "--config_overrides" not in make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1)
+    assert pretrain_video.build_probe(pretrain_video.parse_args(demo)).clover.config.video_stem == "conv"
