@@ -544,8 +544,7 @@ EXAMPLE_CAPTIONS = {
     "syn01400.mp4": "a small green triangle moves left twice then moves right then grows three times while a big white "
     "circle jumps twice and a big orange cross moves up then moves right then blinks .",
     "syn01401.mp4": "a small yellow diamond jumps twice .",
-    "syn01402.gif": "a big white cross jumps three times while a small purple square rotates four times and a small "
-    "blue triangle shrinks then grows four times .",
+    "syn01410.gif": "a small white diamond moves down then shrinks four times .",
 }
 
 
