@@ -14,9 +14,11 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig, PreTrainedConfig
 
+from clover.video_swin import STEMS
+
 QA_HEADS = ("open", "mc", "count")
 QA_POOLINGS = ("cls", "cls+max", "cls+max+regions")
-VIDEO_STEMS = ("patchify", "conv")
+VIDEO_STEMS = tuple(STEMS)  # "patchify" (the paper's), "conv"
 RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
 # Keys that transformers itself may pass to a config (when loading a config.json, or from

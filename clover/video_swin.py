@@ -260,6 +260,10 @@ class ConvPatchEmbed3D(nn.Module):
         return self.norm(self.merge(maps))  # (B, T/pt, h, w, C)
 
 
+# How frames become patch tokens, by `CloverConfig.video_stem` (the paper's patchify layer first).
+STEMS: dict[str, type[nn.Module]] = {"patchify": PatchEmbed3D, "conv": ConvPatchEmbed3D}
+
+
 class SwinTransformer3D(nn.Module):
     """The Video Swin backbone. Input frames (B, T, 3, H, W); output tokens (B, T/2, H/32, W/32, C_out)."""
 
@@ -275,10 +279,9 @@ class SwinTransformer3D(nn.Module):
         stem: str = "patchify",
     ) -> None:
         super().__init__()
-        if stem not in ("patchify", "conv"):
-            raise ValueError(f"stem must be 'patchify' or 'conv', got {stem!r}")
-        embed = PatchEmbed3D if stem == "patchify" else ConvPatchEmbed3D
-        self.patch_embed = embed(tuple(patch_size), embed_dim)
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {', '.join(map(repr, STEMS))}, got {stem!r}")
+        self.patch_embed = STEMS[stem](tuple(patch_size), embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(embed_dim))
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.layers = nn.ModuleList()
