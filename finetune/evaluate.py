@@ -46,8 +46,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_loader(data: TaskData, split: str, processor: Any, config: Any, args: argparse.Namespace) -> DataLoader:
-    """Test-time clips (segment centres, centre crop) of every question of the split."""
-    label2id = dict(config.label2id) if data.kind == "open" else None
+    """Test-time clips (segment centres, centre crop) of every question of the split. Answers map to
+    labels through `config.id2label`, the vocabulary the predictions are read with (a config may have
+    been saved without `label2id`)."""
+    label2id = {label: int(index) for index, label in config.id2label.items()} if data.kind == "open" else None
     dataset = VideoQADataset(data.splits[split], data.videos, processor, kind=data.kind, answer_to_label=label2id)
     return DataLoader(
         IndexedDataset(dataset), batch_size=args.batch_size, collate_fn=Collator(processor, [0], [data.name]), num_workers=args.num_workers

@@ -745,3 +745,73 @@ def test_make_demo_runs_its_video_stage_with_the_conv_stem_and_the_report_with_t
     assert demo[-2:] == ["--config_overrides", "video_stem=conv"]
     assert "--config_overrides" not in make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1)
     assert pretrain_video.build_probe(pretrain_video.parse_args(demo)).clover.config.video_stem == "conv"
+
+
+def _synthetic_breakdown():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import synthetic_breakdown
+
+    return synthetic_breakdown
+
+
+def test_breakdown_reads_how_a_question_names_its_object_and_its_clip() -> None:
+    tool = _synthetic_breakdown()
+    assert tool.reference_form("What does the big red circle do 3 times ?") == "size, colour and shape"
+    assert tool.reference_form("What does the red circle do after grow ?") == "colour and shape"
+    assert tool.reference_form("How many times does the star blink ?") == "shape"
+    assert tool.reference_form("What does the white object do once ?") == "colour"
+    assert tool.reference_form("how many objects are there ?") == "none"
+    assert tool.question_form("how many times does the red object blink ?") == "how many times"
+    assert tool.question_form("what shape is the red object ?") == "what shape"
+    assert tool.question_form("which shape rotates ?") == "which shape"
+    assert tool.scene_name("syn01400.gif") == tool.scene_name("YouTubeClips/syn01400_0_4.avi") == "syn01400"
+
+
+def test_breakdown_counts_each_question_once_by_hand() -> None:
+    """Rows by (question form, objects in the clip); accuracy and Count's MSE computed by hand; an
+    unanswered question counts wrong and stays out of the MSE."""
+    from clover.metrics import Prediction
+
+    tool = _synthetic_breakdown()
+    records = [
+        {"id": "1", "video": "syn00001.gif", "question": "How many times does the star blink ?", "answer": "2"},
+        {"id": "2", "video": "syn00002.gif", "question": "How many times does the red star jump ?", "answer": "3"},
+        {"id": "3", "video": "syn00003.gif", "question": "How many times does the circle blink ?", "answer": "1"},
+        {"id": "4", "video": "syn00003.gif", "question": "How many times does the circle jump ?", "answer": "4"},
+    ]  # fmt: skip
+    predictions = {"1": Prediction(2, 2.2), "2": Prediction(1, 0.8), "3": Prediction(3, 3.4)}  # "4" unanswered
+    objects = {"syn00001": 1, "syn00002": 1, "syn00003": 2}
+    result = tool.breakdown("tgif-count", records, predictions, objects)
+    assert result["rows"] == [
+        {"group": "named by colour and shape", "objects": 1, "questions": 1, "accuracy": 0.0, "mse": 4.0},
+        {"group": "named by shape", "objects": 1, "questions": 1, "accuracy": 100.0, "mse": 0.0},
+        {"group": "named by shape", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 4.0},
+    ]
+    assert result["overall"] == {"group": "all", "questions": 4, "accuracy": 25.0, "mse": round(8 / 3, 3)}
+
+
+def test_breakdown_tool_evaluates_every_task_of_the_benchmark(bench: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """End to end on a generated benchmark: every test question counted once, in a row of its clip's
+    number of objects, and the overall score is `finetune.evaluate`'s."""
+    import finetune.evaluate
+
+    tool = _synthetic_breakdown()
+    output = tmp_path / "breakdown.json"
+    result = tool.main(["--model", str(tiny_checkpoint), "--data", str(bench), "--num_workers", "0", "--output", str(output)])
+    assert json.loads(output.read_text()) == result
+    assert set(result["tasks"]) == {"tgif-action", "tgif-transition", "tgif-frameqa", "tgif-count", "msvd-qa"}
+    objects = {name: len(scene["objects"]) for name, scene in _scenes(bench).items()}
+    for task, folder, videos in tool.TASKS:
+        rows = result["tasks"][task]["rows"]
+        records = finetune.evaluate.load_task(task, bench / folder, bench / videos, splits=("test",)).splits["test"]
+        assert sum(row["questions"] for row in rows) == result["tasks"][task]["overall"]["questions"] == len(records)
+        assert {row["objects"] for row in rows} <= {objects[tool.scene_name(r["video"])] for r in records}
+    evaluated = finetune.evaluate.main([
+        "--model", str(tiny_checkpoint), "--task", "tgif-frameqa", "--annotations", str(bench / "tgif"),
+        "--videos", str(bench / "tgif" / "gifs"), "--num_workers", "0", "--output_dir", str(tmp_path / "eval"),
+    ])  # fmt: skip
+    assert result["tasks"]["tgif-frameqa"]["overall"]["accuracy"] == round(100 * evaluated["accuracy"], 1)
+    with pytest.raises(SystemExit, match="scenes.json not found"):
+        tool.main(["--model", str(tiny_checkpoint), "--data", str(tmp_path)])
