@@ -77,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_pretrained", help="reuse this video pre-training run (e.g. runs/demo/video) instead of running the stage")
     parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="conv",
                         help="clover-tiny's video stem in the video stage: conv, the early convolutions (the bundled "
-                             "checkpoint; docs/results.md, \"Early convolutions\"), or patchify, the preset's and the paper's")
+                             "checkpoint; docs/results.md, \"Early convolutions\"), deep_conv, the same with one stride-1 "
+                             "layer more, or patchify, the preset's and the paper's")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=0.1,

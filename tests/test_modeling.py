@@ -553,6 +553,34 @@ def test_conv_stem_gives_the_patchify_grid_from_each_patchs_own_frames():
     assert torch.equal(moved[:, :3], tokens[:, :3]) and not torch.allclose(moved[:, 3], tokens[:, 3])
 
 
+def test_deep_conv_stem_adds_a_stride_one_layer_that_widens_each_tokens_view():
+    """"deep_conv" is "conv" plus one 3x3 convolution of stride 1 at the token resolution (BatchNorm, ReLU):
+    the same grid, and a token's receptive field grows from 15 to 31 pixels (8-pixel patches)."""
+    torch.manual_seed(0)
+    encoder = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="deep_conv").eval()
+    stem = encoder.patch_embed
+    convs = [layer for layer in stem.convs if isinstance(layer, torch.nn.Conv2d)]
+    assert [(layer.out_channels, layer.stride) for layer in convs] == [(8, (2, 2)), (8, (2, 2)), (16, (2, 2)), (16, (1, 1))]
+    assert all(getattr(layer, "keeps_torch_init", False) for layer in convs)
+    frames = torch.randn(1, 8, 3, 112, 112)  # (B, T, 3, H, W)
+    assert stem(frames.transpose(1, 2)).shape == (1, 4, 14, 14, 16)
+    assert encoder(frames).shape == (1, 4, 7, 7, 32)
+
+    shallow = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="conv").eval().patch_embed
+
+    def token(patch_embed: torch.nn.Module, clip: torch.Tensor) -> torch.Tensor:
+        return patch_embed(clip.transpose(1, 2))[0, 0, 5, 5]  # frames 0-1, cell (5, 5): pixels 40-47
+
+    # By hand, cell c of the stride-2 layers sees pixels 8c-7 .. 8c+7 (33-47); one stride-1 layer more,
+    # cells c-1 .. c+1: pixels 25-55. Row 52 is in the second only, row 60 in neither.
+    near, far = frames.clone(), frames.clone()
+    near[0, 0, :, 52, 44] += 10.0
+    far[0, 0, :, 60, 44] += 10.0
+    torch.testing.assert_close(token(shallow, near), token(shallow, frames))
+    assert not torch.allclose(token(stem, near), token(stem, frames))
+    torch.testing.assert_close(token(stem, far), token(stem, frames))
+
+
 def test_conv_stem_keeps_torchs_init_and_survives_save_and_load(tmp_path):
     torch.manual_seed(0)
     model = CloverForVideoQA(tiny_config(video_stem="conv"))
@@ -573,7 +601,7 @@ def test_conv_stem_keeps_torchs_init_and_survives_save_and_load(tmp_path):
 
 
 def test_video_stem_errors_say_what_is_allowed():
-    with pytest.raises(ValueError, match=r"video_stem must be one of 'patchify', 'conv', got 'convolution'"):
+    with pytest.raises(ValueError, match=r"video_stem must be one of 'patchify', 'conv', 'deep_conv', got 'convolution'"):
         tiny_config(video_stem="convolution")
     with pytest.raises(ValueError, match=r"same power of two .* got patch_size \[2, 6, 6\]"):
         tiny_config(video_stem="conv", patch_size=[2, 6, 6], image_size=96)
