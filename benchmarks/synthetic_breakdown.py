@@ -12,9 +12,9 @@ So the table separates what the model cannot see (shapes, places) from what it c
 (which object a question is about).
 
 Each task is evaluated as `finetune.evaluate` does (the same loaders, model code and metrics); one
-JSON object is printed (and written to `--output`): per task, the overall score, then one row per
-(question form, objects in the clip) with the number of questions, the accuracy in % and, for Count,
-the MSE of the rounded, clamped prediction.
+JSON object is printed (and written to `--output`): per task, one row per (question form, objects in
+the clip), one per number of objects, and the overall score, each with the number of questions, the
+accuracy in % and, for Count, the MSE of the rounded, clamped prediction.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,8 @@ def question_group(task: str, record: Mapping[str, Any]) -> str:
 def breakdown(
     task: str, records: Sequence[Mapping[str, Any]], predictions: Mapping[str, Prediction], objects: Mapping[str, int]
 ) -> dict[str, Any]:
-    """The task's rows, sorted by group then number of objects, and its overall score.
+    """The task's rows, sorted by group then number of objects; the same summed over the groups
+    (`by_objects`); and its overall score.
 
     `objects`: number of objects per scene name. An unanswered question counts wrong (and, for Count,
     is left out of the MSE, as `clover.metrics` does)."""
@@ -106,10 +107,15 @@ def breakdown(
         if task == "tgif-count" and prediction is not None:
             row["answered"] += 1
             row["squared_error"] += (float(prediction.value) - float(record["answer"])) ** 2
-    return {"rows": [_row(task, group, count, rows[group, count]) for group, count in sorted(rows)], "overall": _row(task, "all", 0, _total(rows.values()))}
+    counts = sorted({count for _, count in rows})
+    return {
+        "rows": [_row(task, group, count, rows[group, count]) for group, count in sorted(rows)],
+        "by_objects": [_row(task, "all", count, _total(tally for (_, n), tally in rows.items() if n == count)) for count in counts],
+        "overall": _row(task, "all", 0, _total(rows.values())),
+    }
 
 
-def _total(rows: Sequence[dict[str, float]] | Any) -> dict[str, float]:
+def _total(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
     total = {"questions": 0, "right": 0, "squared_error": 0.0, "answered": 0}
     for row in rows:
         for key in total:

@@ -789,6 +789,10 @@ def test_breakdown_counts_each_question_once_by_hand() -> None:
         {"group": "named by shape", "objects": 1, "questions": 1, "accuracy": 100.0, "mse": 0.0},
         {"group": "named by shape", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 4.0},
     ]
+    assert result["by_objects"] == [
+        {"group": "all", "objects": 1, "questions": 2, "accuracy": 50.0, "mse": 2.0},
+        {"group": "all", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 4.0},
+    ]
     assert result["overall"] == {"group": "all", "questions": 4, "accuracy": 25.0, "mse": round(8 / 3, 3)}
 
 
@@ -807,6 +811,7 @@ def test_breakdown_tool_evaluates_every_task_of_the_benchmark(bench: Path, tiny_
         rows = result["tasks"][task]["rows"]
         records = finetune.evaluate.load_task(task, bench / folder, bench / videos, splits=("test",)).splits["test"]
         assert sum(row["questions"] for row in rows) == result["tasks"][task]["overall"]["questions"] == len(records)
+        assert sum(row["questions"] for row in result["tasks"][task]["by_objects"]) == len(records)
         assert {row["objects"] for row in rows} <= {objects[tool.scene_name(r["video"])] for r in records}
     evaluated = finetune.evaluate.main([
         "--model", str(tiny_checkpoint), "--task", "tgif-frameqa", "--annotations", str(bench / "tgif"),
