@@ -424,6 +424,18 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     assert (tmp_path / "short" / "config.json").exists() and trained_steps(tmp_path / "short") == 1
 
 
+def test_video_stage_shape_weight_scales_the_shape_terms_by_hand() -> None:
+    from finetune import pretrain_video
+
+    names = pretrain_video.TARGETS["scene"]  # 9 actions, 7 colours, then the 6 shapes
+    # 16 ones and 6 fours sum to 40; scaled by 22 / 40 to a mean of 1.
+    torch.testing.assert_close(pretrain_video.label_weights(names, 4.0), torch.tensor([0.55] * 16 + [2.2] * 6))
+    assert torch.equal(pretrain_video.label_weights(names, 1.0), torch.ones(22))  # the default changes nothing
+    for argv in (["--shape_weight", "2", "--target", "actions"], ["--shape_weight", "0", "--target", "scene"]):
+        with pytest.raises(SystemExit, match="--shape_weight must be positive and needs a target with shape labels"):
+            pretrain_video.train(pretrain_video.parse_args(argv))
+
+
 def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pre-trained arm of `benchmarks/synthetic_qa.py` starts from the one video encoder
     pre-training: the video-only arm fine-tunes from it, and the caption pre-training (Clover or
