@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from clover.data import synthetic  # noqa: E402
 from clover.data.annotations import TASKS as TASK_SPECS  # noqa: E402
-from clover.metrics import Prediction, is_correct  # noqa: E402
+from clover.metrics import Prediction, qa_metrics  # noqa: E402
 from finetune.common import count_limits_of, evaluate_task, load_finetuned, load_task  # noqa: E402
-from finetune.evaluate import build_loader  # noqa: E402
+from finetune.evaluate import build_loader, check_heads  # noqa: E402
 from finetune.make_demo import TASKS  # noqa: E402
 
 # The tasks whose questions name one object of the clip (TGIF-QA's "What does the {ref} do ...").
@@ -90,48 +90,35 @@ def question_group(task: str, record: Mapping[str, Any]) -> str:
 
 
 def breakdown(
-    task: str, records: Sequence[Mapping[str, Any]], predictions: Mapping[str, Prediction], objects: Mapping[str, int]
+    task: str,
+    records: Sequence[Mapping[str, Any]],
+    predictions: Mapping[str, Prediction],
+    objects: Mapping[str, int],
+    count_range: tuple[int, int],
 ) -> dict[str, Any]:
     """The task's rows, sorted by group then number of objects; the same summed over the groups
-    (`by_objects`); and its overall score.
+    (`by_objects`); and its overall score. Each is `clover.metrics.qa_metrics` of its questions, so an
+    unanswered question is scored as evaluation scores it (wrong; for Count, the midpoint of `count_range`).
 
-    `objects`: number of objects per scene name. An unanswered question counts wrong (and, for Count,
-    is left out of the MSE, as `clover.metrics` does)."""
+    `objects`: number of objects per scene name."""
     kind = TASK_SPECS[task].kind
-    rows: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: {"questions": 0, "right": 0, "squared_error": 0.0, "answered": 0})
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    by_objects: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
-        prediction = predictions.get(str(record["id"]))
-        row = rows[question_group(task, record), objects[scene_name(record["video"])]]
-        row["questions"] += 1
-        row["right"] += int(is_correct(kind, prediction, record["answer"]))
-        if task == "tgif-count" and prediction is not None:
-            row["answered"] += 1
-            row["squared_error"] += (float(prediction.value) - float(record["answer"])) ** 2
-    counts = sorted({count for _, count in rows})
+        count = objects[scene_name(record["video"])]
+        groups[question_group(task, record), count].append(record)
+        by_objects[count].append(record)
+
+    def row(questions: Sequence[Mapping[str, Any]], **labels: Any) -> dict[str, Any]:
+        metrics = qa_metrics(kind, questions, predictions, count_range=count_range)
+        scores = {"questions": metrics["num_questions"], "accuracy": round(100 * metrics["accuracy"], 1)}
+        return {**labels, **scores, **({"mse": round(metrics["mse"], 3)} if kind == "count" else {})}
+
     return {
-        "rows": [_row(task, group, count, rows[group, count]) for group, count in sorted(rows)],
-        "by_objects": [_row(task, "all", count, _total(tally for (_, n), tally in rows.items() if n == count)) for count in counts],
-        "overall": _row(task, "all", 0, _total(rows.values())),
+        "rows": [row(groups[key], group=key[0], objects=key[1]) for key in sorted(groups)],
+        "by_objects": [row(by_objects[count], group="all", objects=count) for count in sorted(by_objects)],
+        "overall": row(records, group="all"),
     }
-
-
-def _total(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    total = {"questions": 0, "right": 0, "squared_error": 0.0, "answered": 0}
-    for row in rows:
-        for key in total:
-            total[key] += row[key]
-    return total
-
-
-def _row(task: str, group: str, objects: int, tally: Mapping[str, float]) -> dict[str, Any]:
-    row: dict[str, Any] = {"group": group}
-    if objects:
-        row["objects"] = objects
-    row["questions"] = int(tally["questions"])
-    row["accuracy"] = round(100 * tally["right"] / tally["questions"], 1)
-    if task == "tgif-count" and tally["answered"]:
-        row["mse"] = round(tally["squared_error"] / tally["answered"], 3)
-    return row
 
 
 def scene_objects(data: Path) -> dict[str, int]:
@@ -151,18 +138,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = model.config
     specs = [spec for spec in TASKS if spec[0] in (args.tasks or [task for task, _, _ in TASKS])]
     result: dict[str, Any] = {"model": str(args.model), "data": str(data), "split": args.split, "tasks": {}}
+    model = accelerator.prepare(model)
     for task, folder, videos in tqdm(specs, desc="tasks", disable=not accelerator.is_main_process):
         task_data = load_task(task, data / folder, data / videos, splits=(args.split,), val_fraction=args.val_fraction, seed=args.seed)
-        if task_data.kind not in config.qa_heads:
-            if args.tasks:
-                raise SystemExit(f"{task} needs the {task_data.kind!r} head; the model at hand has {config.qa_heads}")
-            continue
+        if task_data.kind not in config.qa_heads and not args.tasks:
+            continue  # a task the model has no head for, not asked for by name
+        check_heads(config, task_data)
         loader = accelerator.prepare(build_loader(task_data, args.split, processor, config, args))
         _, predictions = evaluate_task(
-            accelerator, accelerator.prepare(model), loader, task_data, args.split,
-            id2label=config.id2label, count_limits=count_limits_of(config),
-        )  # fmt: skip
-        result["tasks"][task] = breakdown(task, task_data.splits[args.split], predictions, objects)
+            accelerator, model, loader, task_data, args.split, id2label=config.id2label, count_limits=count_limits_of(config)
+        )
+        result["tasks"][task] = breakdown(task, task_data.splits[args.split], predictions, objects, count_limits_of(config))
     text = json.dumps(result, indent=1)
     if accelerator.is_main_process:
         print(text)

@@ -783,7 +783,7 @@ def test_breakdown_reads_how_a_question_names_its_object_and_its_clip() -> None:
 
 def test_breakdown_counts_each_question_once_by_hand() -> None:
     """Rows by (question form, objects in the clip); accuracy and Count's MSE computed by hand; an
-    unanswered question counts wrong and stays out of the MSE."""
+    unanswered question counts wrong and, as in evaluation, as the count range's midpoint in the MSE."""
     from clover.metrics import Prediction
 
     tool = _synthetic_breakdown()
@@ -795,17 +795,18 @@ def test_breakdown_counts_each_question_once_by_hand() -> None:
     ]  # fmt: skip
     predictions = {"1": Prediction(2, 2.2), "2": Prediction(1, 0.8), "3": Prediction(3, 3.4)}  # "4" unanswered
     objects = {"syn00001": 1, "syn00002": 1, "syn00003": 2}
-    result = tool.breakdown("tgif-count", records, predictions, objects)
+    result = tool.breakdown("tgif-count", records, predictions, objects, count_range=(1, 4))
+    # Squared errors: 0, 4, 4, and (2.5 - 4)^2 = 2.25 for the unanswered one (the midpoint of 1..4).
     assert result["rows"] == [
         {"group": "named by colour and shape", "objects": 1, "questions": 1, "accuracy": 0.0, "mse": 4.0},
         {"group": "named by shape", "objects": 1, "questions": 1, "accuracy": 100.0, "mse": 0.0},
-        {"group": "named by shape", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 4.0},
+        {"group": "named by shape", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 3.125},
     ]
     assert result["by_objects"] == [
         {"group": "all", "objects": 1, "questions": 2, "accuracy": 50.0, "mse": 2.0},
-        {"group": "all", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 4.0},
+        {"group": "all", "objects": 2, "questions": 2, "accuracy": 0.0, "mse": 3.125},
     ]
-    assert result["overall"] == {"group": "all", "questions": 4, "accuracy": 25.0, "mse": round(8 / 3, 3)}
+    assert result["overall"] == {"group": "all", "questions": 4, "accuracy": 25.0, "mse": round(10.25 / 4, 3)}
 
 
 def test_breakdown_tool_evaluates_every_task_of_the_benchmark(bench: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
