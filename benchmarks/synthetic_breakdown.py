@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = model.config
     specs = [spec for spec in TASKS if spec[0] in (args.tasks or [task for task, _, _ in TASKS])]
     result: dict[str, Any] = {"model": str(args.model), "data": str(data), "split": args.split, "tasks": {}}
-    model = accelerator.prepare(model)
+    model, count_range = accelerator.prepare(model), count_limits_of(config)
     for task, folder, videos in tqdm(specs, desc="tasks", disable=not accelerator.is_main_process):
         task_data = load_task(task, data / folder, data / videos, splits=(args.split,), val_fraction=args.val_fraction, seed=args.seed)
         if task_data.kind not in config.qa_heads and not args.tasks:
@@ -146,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         check_heads(config, task_data)
         loader = accelerator.prepare(build_loader(task_data, args.split, processor, config, args))
         _, predictions = evaluate_task(
-            accelerator, model, loader, task_data, args.split, id2label=config.id2label, count_limits=count_limits_of(config)
+            accelerator, model, loader, task_data, args.split, id2label=config.id2label, count_limits=count_range
         )
-        result["tasks"][task] = breakdown(task, task_data.splits[args.split], predictions, objects, count_limits_of(config))
+        result["tasks"][task] = breakdown(task, task_data.splits[args.split], predictions, objects, count_range)
     text = json.dumps(result, indent=1)
     if accelerator.is_main_process:
         print(text)
