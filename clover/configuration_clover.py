@@ -17,7 +17,7 @@ from transformers import BertConfig, PreTrainedConfig
 from clover.video_swin import STEMS
 
 QA_HEADS = ("open", "mc", "count")
-QA_POOLINGS = ("cls", "cls+max", "cls+max+regions")
+QA_POOLINGS = ("cls", "cls+max", "cls+max+regions", "cls+max+query")
 VIDEO_STEMS = tuple(STEMS)  # "patchify" (the paper's), "conv", "deep_conv"
 RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
@@ -133,8 +133,10 @@ class CloverConfig(PreTrainedConfig):
             covers a few of the tokens reaches the heads before the [CLS] has learnt to attend to it:
             what lets a QA model trained from random encoders use the video), or "cls+max+regions"
             (also a linear map of the maxima over each cell of a 3x3 split of the frame, as spatial
-            pyramid pooling, so the heads learn where an object is: "where is the red circle ?"; clover-tiny
-            uses "cls+max").
+            pyramid pooling, so the heads learn where an object is: "where is the red circle ?"), or
+            "cls+max+query" (also an attention over the video encoder's tokens queried by the question's
+            own words, so the heads read the object a question names: "what shape is the red object ?"
+            among several; `QuestionGuidedPooling`); clover-tiny uses "cls+max".
         mc_scoring: how a multiple-choice candidate is scored: "concat" (the paper: a head on the answer
             features of question + candidate) or "concat+match" (plus the dot product of a projection of
             those features with a projection of the mean text state of the candidate's own tokens, a

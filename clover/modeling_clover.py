@@ -44,11 +44,16 @@ class VideoFeatures(ModelOutput):
 @dataclass
 class FusionOutput(ModelOutput):
     """last_hidden_state: (B, t*h*w + L, D); pooled: (B, D), the state at the text's [CLS];
-    cls_attention: (B, t*h*w), last-layer attention of [CLS] over the video tokens, averaged over heads."""
+    cls_attention: (B, t*h*w), last-layer attention of [CLS] over the video tokens, averaged over heads;
+    with `output_layers`, hidden_states: one (B, t*h*w + L, D) per fusion layer, its output, and
+    text_attentions: (B, layers, heads, L, t*h*w), every layer's and head's attention of each text token
+    over the video tokens, [CLS]'s first (what `benchmarks/binding_probe.py` reads)."""
 
     last_hidden_state: torch.FloatTensor | None = None
     pooled: torch.FloatTensor | None = None
     cls_attention: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_attentions: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -146,11 +151,15 @@ class FusionSelfAttention(nn.Module):
 
     def attention_from(self, hidden: torch.Tensor, key_mask: torch.Tensor, position: int) -> torch.Tensor:
         """Attention weights (B, heads, N) of the token at `position` over all tokens (for relevance maps)."""
-        query = self._heads(self.query(hidden[:, position : position + 1]))  # (B, heads, 1, hd)
+        return self.attention_weights(hidden, key_mask, position, position + 1).squeeze(2)
+
+    def attention_weights(self, hidden: torch.Tensor, key_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Attention weights (B, heads, stop - start, N) of the tokens at positions [start, stop) over all tokens."""
+        query = self._heads(self.query(hidden[:, start:stop]))  # (B, heads, Q, hd)
         key = self._heads(self.key(hidden))  # (B, heads, N, hd)
-        scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])  # (B, heads, 1, N)
+        scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])  # (B, heads, Q, N)
         scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
-        return scores.softmax(dim=-1).squeeze(2)
+        return scores.softmax(dim=-1)
 
 
 class FusionDenseOutput(nn.Module):
@@ -215,19 +224,29 @@ class FusionEncoder(nn.Module):
         text_states: torch.Tensor,
         attention_mask: torch.Tensor,
         output_cls_attention: bool = False,
+        output_layers: bool = False,
     ) -> FusionOutput:
-        """video_tokens (B, t, h, w, Cv); text_states (B, L, D); attention_mask (B, L), 1 for real tokens."""
+        """video_tokens (B, t, h, w, Cv); text_states (B, L, D); attention_mask (B, L), 1 for real tokens.
+        `output_layers` also returns every layer's output and text-to-video attention (see `FusionOutput`)."""
         num_video = video_tokens.shape[1] * video_tokens.shape[2] * video_tokens.shape[3]
         hidden = self.embeddings(video_tokens, text_states)  # (B, N, D), N = t*h*w + L
         video_keep = attention_mask.new_ones(attention_mask.shape[0], num_video)
         key_mask = torch.cat([video_keep, attention_mask], dim=1).bool()[:, None, None, :]  # (B, 1, 1, N)
-        cls_attention = None
+        queries = hidden.shape[1] if output_layers else num_video + 1  # every text token, or [CLS] alone
+        states, attentions = [], []
         for index, layer in enumerate(self.layer):
-            if output_cls_attention and index == len(self.layer) - 1:
-                weights = layer.attention.self.attention_from(hidden, key_mask, position=num_video)  # (B, heads, N)
-                cls_attention = weights.mean(1)[:, :num_video]  # (B, t*h*w)
+            if output_layers or (output_cls_attention and index == len(self.layer) - 1):
+                weights = layer.attention.self.attention_weights(hidden, key_mask, num_video, queries)  # (B, heads, Q, N)
+                attentions.append(weights[..., :num_video])  # (B, heads, Q, t*h*w)
             hidden = layer(hidden, key_mask)
-        return FusionOutput(last_hidden_state=hidden, pooled=hidden[:, num_video], cls_attention=cls_attention)
+            states.append(hidden)
+        return FusionOutput(
+            last_hidden_state=hidden,
+            pooled=hidden[:, num_video],
+            cls_attention=attentions[-1][:, :, 0].mean(1) if output_cls_attention else None,  # (B, t*h*w)
+            hidden_states=tuple(states) if output_layers else None,
+            text_attentions=torch.stack(attentions, dim=1) if output_layers else None,  # (B, layers, heads, L, t*h*w)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -313,6 +332,55 @@ class AnswerHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.out(F.gelu(self.norm(self.dense(self.dropout(pooled)))))
+
+
+class QuestionGuidedPooling(nn.Module):
+    """`qa_pooling="cls+max+query"`: what the question asks about, read from the video encoder's tokens
+    with one query made from the question's own words. (B, L, D) text states and (B, t, h, w, Cv) video
+    tokens -> (B, D).
+
+    Each real text token gets a score (`word_score`), the softmax of the scores pools the question into
+    one state, and its projection attends over the layer-normed video tokens; the attended values are
+    projected to the fusion width and added to the answer features.
+
+    Why: "what shape is the red object ?" needs the tokens of the red object, and single video tokens
+    hold both an object's colour and its shape (`benchmarks/binding_probe.py`). But the fusion's [CLS]
+    neither knows which word names the object (the text encoder's [CLS] state hardly depends on it) nor
+    attends to that object more than to the others: it spreads its attention over the 196 video tokens,
+    and 3,000 steps on these questions alone barely start it. One attention whose query is made from the
+    words themselves learns it in those steps (docs/results.md, "Where binding is lost"). Its linear
+    layers keep PyTorch's own init, as the prototype that learnt it did, not BERT's std 0.02.
+    """
+
+    def __init__(self, video_width: int, hidden_size: int, attention_size: int = 64):
+        super().__init__()
+        self.word_score = nn.Linear(hidden_size, 1)
+        self.query = nn.Linear(hidden_size, attention_size)
+        self.video_norm = nn.LayerNorm(video_width)
+        self.key = nn.Linear(video_width, attention_size)
+        self.value = nn.Linear(video_width, attention_size)
+        self.output = nn.Linear(attention_size, hidden_size)
+        for layer in (self.word_score, self.query, self.key, self.value, self.output):
+            layer.keeps_torch_init = True
+
+    def forward(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
+        """text_states (B, L, D), attention_mask (B, L), video_tokens (B, t, h, w, Cv) -> (B, D)."""
+        video = self.video_norm(video_tokens.flatten(1, 3))  # (B, t*h*w, Cv)
+        weights = self._attention(text_states, attention_mask, video)  # (B, t*h*w)
+        attended = (weights.unsqueeze(-1) * self.value(video)).sum(1)  # (B, A)
+        return self.output(attended)  # (B, D)
+
+    def attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
+        """The question's attention over the video tokens (B, t*h*w): where it reads (for relevance maps)."""
+        return self._attention(text_states, attention_mask, self.video_norm(video_tokens.flatten(1, 3)))
+
+    def _attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """video: the normed tokens (B, n, Cv) -> softmax over them (B, n) of their keys against the question's query."""
+        word_scores = self.word_score(text_states).squeeze(-1)  # (B, L)
+        word_scores = word_scores.masked_fill(~attention_mask.bool(), torch.finfo(word_scores.dtype).min)
+        question = (word_scores.softmax(-1).unsqueeze(-1) * text_states).sum(1)  # (B, D)
+        scores = self.key(video) @ self.query(question).unsqueeze(-1) / math.sqrt(self.query.out_features)  # (B, n, 1)
+        return scores.squeeze(-1).softmax(dim=-1)
 
 
 class CandidateMatch(nn.Module):
@@ -514,14 +582,15 @@ class CloverModel(_BackboneLoading, CloverPreTrainedModel):
         text_states: torch.Tensor,
         attention_mask: torch.Tensor,
         output_cls_attention: bool = False,
+        output_layers: bool = False,
     ) -> FusionOutput:
         """Fusion of (B, t, h, w, Cv) video tokens with (B, L, D) text states; a video batch of 1 is
-        broadcast over the text batch (one clip, many questions)."""
+        broadcast over the text batch (one clip, many questions). The flags are `FusionEncoder`'s."""
         if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:
             video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
         if video_tokens.shape[0] != text_states.shape[0]:
             raise ValueError(f"{video_tokens.shape[0]} clips for {text_states.shape[0]} texts")
-        return self.fusion(video_tokens, text_states, attention_mask, output_cls_attention)
+        return self.fusion(video_tokens, text_states, attention_mask, output_cls_attention, output_layers)
 
     # -- embeddings -------------------------------------------------------------------------------
     def video_embedding(self, video_tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -659,6 +728,8 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
                 heads["mc_match"] = CandidateMatch(hidden, config.mc_head_hidden_size)
         if "count" in config.qa_heads:
             heads["count"] = AnswerHead(hidden, config.open_head_hidden_size, 1, dropout)
+        if config.qa_pooling == "cls+max+query":  # among the heads: new for question answering, at their rate
+            heads["question_pooling"] = QuestionGuidedPooling(config.video_width, hidden)
         self.heads = nn.ModuleDict(heads)
         if config.qa_pooling == "cls+max+regions":
             # Not among `heads`, so it trains at the encoders' learning rate: at the heads' (x5 in the demo
@@ -724,7 +795,7 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)  # (B*K, L)
         text_states = self.clover.encode_text(input_ids, attention_mask)  # (B or B*K, L, D)
         fused = self.clover.fuse(video_tokens, text_states, attention_mask, output_cls_attention)
-        features = self.answer_features(fused, video_tokens)  # (B or B*K, D)
+        features = self.answer_features(fused, video_tokens, text_states, attention_mask)  # (B or B*K, D)
         logits = self.heads[head](features)  # (B, num_answers) | (B*K, 1) | (B, 1)
         if head == "mc" and "mc_match" in self.heads:
             logits = logits + self.heads["mc_match"](features, text_states, self._token_mask(candidate_token_mask, input_ids))
@@ -753,11 +824,19 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             raise ValueError(f"candidate_token_mask has shape {tuple(candidate_token_mask.shape)}; it must match input_ids")
         return mask.bool()
 
-    def answer_features(self, fused: FusionOutput, video_tokens: torch.Tensor) -> torch.Tensor:
+    def answer_features(
+        self,
+        fused: FusionOutput,
+        video_tokens: torch.Tensor,
+        text_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """What the answer heads read (B, D): the fused [CLS], plus with `qa_pooling="cls+max"` the
         element-wise maximum over the fused video tokens (the first t*h*w positions), plus with
         "cls+max+regions" a linear map of the maxima over each cell of a 3x3 split of the token grid
-        (all time steps together), which keep where in the frame something is."""
+        (all time steps together), which keep where in the frame something is, or with "cls+max+query"
+        the video tokens the question's words point to (`QuestionGuidedPooling`, which needs the text
+        encoder's states (B, L, D) and their attention mask (B, L))."""
         if self.config.qa_pooling == "cls":
             return fused.pooled
         frames, height, width = video_tokens.shape[1:4]
@@ -767,6 +846,12 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             grid = video.unflatten(1, (frames, height, width)).amax(dim=1).permute(0, 3, 1, 2)  # (B, D, h, w)
             regions = F.adaptive_max_pool2d(grid, REGION_GRID)  # (B, D, 3, 3)
             features = features + self.region_proj(regions.flatten(1))  # (B, D)
+        elif self.config.qa_pooling == "cls+max+query":
+            if text_states is None or attention_mask is None:
+                raise ValueError('qa_pooling="cls+max+query" reads the question: pass text_states and attention_mask')
+            if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:  # one clip, many questions
+                video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
+            features = features + self.heads["question_pooling"](text_states, attention_mask, video_tokens)  # (B, D)
         return features
 
     @staticmethod

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clover.configuration_clover import VIDEO_STEMS
+from clover.configuration_clover import QA_POOLINGS, VIDEO_STEMS
 from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
 from clover.data.synthetic import generate_benchmark
@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min_video_spread", type=float, default=0.1,
                         help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
+    parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max",
+                        help="what the answer heads read (train_qa's flag): cls+max+query adds the question-guided pooling "
+                             "(docs/results.md, \"Where binding is lost\")")
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -212,6 +215,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--output_dir", str(out),
         "--learning_rate", str(learning_rate),
         "--head_lr_multiplier", str(args.head_lr_multiplier),
+        "--qa_pooling", args.qa_pooling,
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

@@ -37,7 +37,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from torch.utils.data import ConcatDataset, DataLoader
 
-from clover.configuration_clover import QA_HEADS, CloverConfig
+from clover.configuration_clover import QA_HEADS, QA_POOLINGS, CloverConfig
 from clover.data.annotations import TASKS, Record
 from clover.data.datasets import VIDEO_INPUTS, ClipCache, VideoQADataset
 from clover.metrics import metrics_markdown, selection_score
@@ -93,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--video_backbone", help="a transformers video backbone (VideoMAE, TimeSformer) (with --preset)")
     model.add_argument("--num_frames", type=int, help="frames per clip (with --preset; a checkpoint keeps its own)")
     model.add_argument("--config_overrides", help="with --preset: config fields to change, e.g. \"text_config.initializer_range=0.05,num_fusion_layers=3\"")
+    model.add_argument("--qa_pooling", choices=QA_POOLINGS,
+                       help="what the answer heads read (CloverConfig.qa_pooling); default: the checkpoint's or the preset's")
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -269,6 +271,8 @@ def build_model(args: argparse.Namespace, tasks: Sequence[TaskData]) -> CloverFo
     """From a checkpoint (`--model`; heads that do not fit the tasks start new) or a preset with
     optional pretrained backbones (`CloverForVideoQA.from_backbones`)."""
     settings = head_settings(tasks)
+    if args.qa_pooling:  # a pooling with weights of its own starts them new, as a new head does
+        settings["qa_pooling"] = args.qa_pooling
     if args.model:
         return CloverForVideoQA.from_pretrained(args.model, ignore_mismatched_sizes=True, **settings)
     if args.num_frames:

@@ -235,6 +235,24 @@ def test_training_modes_train_the_region_map_of_cls_max_regions() -> None:
     assert any("region_proj.modules_to_save" in name for name, p in lora.named_parameters() if p.requires_grad)
 
 
+def test_qa_pooling_flag_adds_question_guided_pooling_to_a_checkpoint(bench: Path, tmp_path: Path) -> None:
+    """`--qa_pooling cls+max+query` from a "cls+max" checkpoint: the encoders and heads load, the
+    question-guided pooling starts new, trains at the heads' rate and is saved; `--train heads` trains it."""
+    plain = tmp_path / "plain"
+    train_qa.main(_argv(bench, plain, "tgif-frameqa", "--max_train_steps", "1"))
+    out = tmp_path / "query"
+    argv = _argv(bench, out, "tgif-frameqa", "--max_train_steps", "2", "--qa_pooling", "cls+max+query", "--train", "heads")
+    argv[argv.index("--preset") : argv.index("--preset") + 2] = ["--model", str(plain)]
+    train_qa.main(argv)
+    before, after = CloverForVideoQA.from_pretrained(plain), CloverForVideoQA.from_pretrained(out)
+    assert before.config.qa_pooling == "cls+max" and after.config.qa_pooling == "cls+max+query"
+    assert torch.equal(before.clover.fusion.layer[0].attention.self.query.weight, after.clover.fusion.layer[0].attention.self.query.weight)
+    assert "question_pooling" not in before.heads and "question_pooling" in after.heads
+    groups = training.parameter_groups(after, 1e-3, 0.01, head_lr_multiplier=5.0)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert [lr_of[id(p)] for p in after.heads["question_pooling"].parameters()] == [pytest.approx(5e-3)] * 12
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

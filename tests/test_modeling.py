@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
 
 from clover.configuration_clover import CloverConfig
-from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel
+from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel, QuestionGuidedPooling
 from clover.video_swin import SwinTransformer3D, load_video_swin_checkpoint
 
 ANSWERS = {0: "circle", 1: "square", 2: "star", 3: "red", 4: "blue"}
@@ -241,6 +241,39 @@ def test_fusion_cls_attention_is_a_distribution_over_video_tokens(qa_model):
     assert torch.all(out.cls_attention >= 0) and torch.all(out.cls_attention.sum(-1) <= 1 + 1e-5)
 
 
+def test_fusion_output_layers_gives_every_layers_states_and_text_attention(qa_model):
+    """`output_layers` returns each fusion layer's output (the last one is `last_hidden_state`) and
+    each layer's and head's attention of every text token over the video tokens ([CLS]'s head mean in
+    the last layer is `cls_attention`); without it the fields are empty and the fused states the same."""
+    pixel_values, input_ids, attention_mask = random_inputs()
+    clover = qa_model.clover
+    with torch.no_grad():
+        video = clover.encode_video(pixel_values).tokens
+        states = clover.encode_text(input_ids, attention_mask)
+        plain = clover.fuse(video, states, attention_mask, output_cls_attention=True)
+        layered = clover.fuse(video, states, attention_mask, output_cls_attention=True, output_layers=True)
+    layers, heads = qa_model.config.num_fusion_layers, qa_model.config.text_config.num_attention_heads
+    assert plain.hidden_states is None and plain.text_attentions is None
+    assert len(layered.hidden_states) == layers == 2
+    assert torch.equal(layered.hidden_states[-1], plain.last_hidden_state)
+    assert not torch.allclose(layered.hidden_states[0], layered.hidden_states[1])
+    assert layered.text_attentions.shape == (2, layers, heads, 12, 4 * 7 * 7)
+    assert torch.allclose(layered.text_attentions[:, -1, :, 0].mean(1), plain.cls_attention, atol=1e-6)
+    assert torch.all(layered.text_attentions.sum(-1) < 1)  # the rest of each token's attention is on the text
+    # The first layer's attention, by hand from the fusion embeddings: softmax(q k^T / sqrt(d)) over the
+    # video tokens and the question's real tokens, each text token as the query.
+    with torch.no_grad():
+        self_attention = clover.fusion.layer[0].attention.self
+        hidden = clover.fusion.embeddings(video, states)  # (2, 196 + 12, D)
+        head_size = hidden.shape[-1] // heads
+        query = self_attention.query(hidden[:, 196:]).view(2, 12, heads, head_size)  # (2, L, heads, hd)
+        key = self_attention.key(hidden).view(2, -1, heads, head_size)  # (2, N, heads, hd)
+        scores = torch.einsum("blhd,bnhd->bhln", query, key) / head_size**0.5  # (2, heads, L, N)
+        keep = torch.cat([torch.ones(2, 196), attention_mask.float()], dim=1).bool()[:, None, None]  # (2, 1, 1, N)
+        expected = scores.masked_fill(~keep, float("-inf")).softmax(-1)[..., :196]
+    assert torch.allclose(layered.text_attentions[:, 0], expected, atol=1e-5)
+
+
 # --- save, load, Auto classes --------------------------------------------------------------------------
 
 
@@ -410,8 +443,84 @@ def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
     model.config.qa_pooling = "cls"
     logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head="open").logits
     assert torch.allclose(logits, model.heads["open"](fused.pooled), atol=1e-5)
-    with pytest.raises(ValueError, match="qa_pooling must be one of 'cls', 'cls\\+max', 'cls\\+max\\+regions', got 'mean'"):
+    with pytest.raises(ValueError, match="qa_pooling must be one of 'cls', 'cls\\+max', 'cls\\+max\\+regions', 'cls\\+max\\+query', got 'mean'"):
         tiny_config(qa_pooling="mean")
+
+
+def _identity_pooling(weight_on_marker: float = 50.0, sharpness: float = 20.0) -> QuestionGuidedPooling:
+    """A 4-wide QuestionGuidedPooling whose word score reads channel 3 of a word's state, whose query
+    is `sharpness` x the question state and whose key, value and output are the identity."""
+    pooling = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4)
+    with torch.no_grad():
+        for layer in (pooling.word_score, pooling.query, pooling.key, pooling.value, pooling.output):
+            layer.bias.zero_()
+        pooling.word_score.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, weight_on_marker]]))
+        pooling.query.weight.copy_(sharpness * torch.eye(4))
+        for layer in (pooling.key, pooling.value, pooling.output):
+            layer.weight.copy_(torch.eye(4))
+    return pooling
+
+
+def test_question_guided_pooling_reads_the_token_the_named_word_matches_by_hand():
+    """The word with the marker channel pools the question; its state [1, 0, 0, 1] matches the video token
+    whose layer-normed features point along channel 0, and the output is that token's normed features:
+    [1, -1, 0, 0] normalises to [sqrt 2, -sqrt 2, 0, 0]. Padding is never a word, however high it scores."""
+    pooling = _identity_pooling().eval()
+    words = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 100.0]]])  # (1, L=4, 4)
+    mask = torch.tensor([[1, 1, 1, 0]])  # the last word is padding
+    video = torch.tensor([[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]).view(1, 1, 1, 3, 4)  # (1, t, h, w=3, Cv)
+    root2 = 2**0.5
+    out = pooling(words, mask, video)
+    assert torch.allclose(out, torch.tensor([[root2, -root2, 0.0, 0.0]]), atol=1e-3)
+    named_other = words.clone()
+    named_other[0, 1] = torch.tensor([-1.0, 0.0, 0.0, 1.0])  # now it points at the second token
+    assert torch.allclose(pooling(named_other, mask, video), torch.tensor([[-root2, root2, 0.0, 0.0]]), atol=1e-3)
+    assert not torch.allclose(pooling(words, torch.ones_like(mask), video), out, atol=1e-3)  # the padding, unmasked, takes over
+
+
+def test_qa_pooling_query_adds_question_guided_pooling_to_cls_max():
+    """"cls+max+query" adds `QuestionGuidedPooling` of the text encoder's states over the video encoder's
+    tokens to "cls+max", for every head, one clip broadcast over several questions; its layers start from
+    PyTorch's init (not BERT's std 0.02), it sits among the heads, and it is saved and loaded."""
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+query")).eval()
+    pooling = model.heads["question_pooling"]
+    assert model.answer_heads == ["open", "mc", "count"]
+    assert pooling.query.weight.std() > 0.04  # Kaiming-uniform of 128 inputs: std 0.051
+    assert "question_pooling" not in CloverForVideoQA(tiny_config()).heads
+    pixel_values, input_ids, attention_mask = random_inputs(batch=3)
+    video = model.encode_video(pixel_values[:1])  # one clip, three questions
+    tokens = video.tokens.expand(3, *video.tokens.shape[1:])  # (3, t, h, w, Cv)
+    states = model.clover.encode_text(input_ids, attention_mask)
+    fused = model.clover.fuse(tokens, states, attention_mask)
+    num_video = tokens.shape[1] * tokens.shape[2] * tokens.shape[3]
+    cls_max = fused.pooled + fused.last_hidden_state[:, :num_video].amax(dim=1)
+    by_hand = cls_max + pooling(states, attention_mask, tokens)
+    for head in ("open", "count"):
+        expected = model.heads[head](by_hand)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head=head).logits
+        assert torch.allclose(logits, expected.squeeze(-1) if head == "count" else expected, atol=1e-5)
+    assert not torch.allclose(by_hand, cls_max, atol=1e-3)
+    _, mc_ids, mc_mask = random_inputs(batch=2, candidates=3)
+    assert model(pixel_values[:2], mc_ids, mc_mask, head="mc", candidate_token_mask=mc_mask).logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="reads the question: pass text_states and attention_mask"):
+        model.answer_features(fused, tokens)
+
+
+def test_qa_pooling_query_round_trips_and_starts_new_on_an_older_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+query")).eval()
+    pixel_values, input_ids, attention_mask = random_inputs()
+    model.save_pretrained(tmp_path / "query")
+    loaded = CloverForVideoQA.from_pretrained(tmp_path / "query").eval()
+    assert loaded.config.qa_pooling == "cls+max+query"
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values, input_ids, attention_mask).logits, loaded(pixel_values, input_ids, attention_mask).logits)
+    CloverForVideoQA(tiny_config()).save_pretrained(tmp_path / "plain")  # "cls+max", as the demo checkpoint
+    upgraded = CloverForVideoQA.from_pretrained(tmp_path / "plain", qa_pooling="cls+max+query")
+    assert upgraded.config.qa_pooling == "cls+max+query"
+    assert 0.04 < upgraded.heads["question_pooling"].key.weight.std() < 0.06  # new, at PyTorch's init
+    assert torch.equal(upgraded.heads["question_pooling"].video_norm.weight, torch.ones(upgraded.config.video_width))
 
 
 def test_qa_pooling_regions_adds_the_maximum_of_each_cell_of_a_3x3_split_of_the_frame():
