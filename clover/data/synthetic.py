@@ -346,7 +346,7 @@ def render_clip(scene: Scene, size: int, num_frames: int) -> np.ndarray:
         for obj in scene.objects:
             state = object_state(obj, t)
             if state.visible:
-                _draw_object(draw, obj, state, size)
+                draw_object(draw, obj, state, size)
         frames[index] = np.asarray(image)
     return frames
 
@@ -389,7 +389,7 @@ def _speckle(background: np.ndarray, rng: np.random.Generator, corner: tuple[int
     return frame
 
 
-def _draw_object(draw: Any, obj: SceneObject, state: ObjectState, size: int) -> None:
+def draw_object(draw: Any, obj: SceneObject, state: ObjectState, size: int) -> None:
     """Draw the shape filled with its colour, then the dark marker that shows its orientation."""
     cx, cy, radius = state.x * size, state.y * size, state.radius * size
     color = COLORS[obj.color]
