@@ -149,12 +149,9 @@ class FusionSelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, dropout_p=dropout)  # (B, heads, N, hd)
         return out.transpose(1, 2).flatten(2)  # (B, N, D)
 
-    def attention_from(self, hidden: torch.Tensor, key_mask: torch.Tensor, position: int) -> torch.Tensor:
-        """Attention weights (B, heads, N) of the token at `position` over all tokens (for relevance maps)."""
-        return self.attention_weights(hidden, key_mask, position, position + 1).squeeze(2)
-
     def attention_weights(self, hidden: torch.Tensor, key_mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Attention weights (B, heads, stop - start, N) of the tokens at positions [start, stop) over all tokens."""
+        """Attention weights (B, heads, stop - start, N) of the tokens at positions [start, stop) over all
+        tokens (for relevance maps and `output_layers`)."""
         query = self._heads(self.query(hidden[:, start:stop]))  # (B, heads, Q, hd)
         key = self._heads(self.key(hidden))  # (B, heads, N, hd)
         scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])  # (B, heads, Q, N)
@@ -239,7 +236,8 @@ class FusionEncoder(nn.Module):
                 weights = layer.attention.self.attention_weights(hidden, key_mask, num_video, queries)  # (B, heads, Q, N)
                 attentions.append(weights[..., :num_video])  # (B, heads, Q, t*h*w)
             hidden = layer(hidden, key_mask)
-            states.append(hidden)
+            if output_layers:
+                states.append(hidden)
         return FusionOutput(
             last_hidden_state=hidden,
             pooled=hidden[:, num_video],
