@@ -49,6 +49,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from clover import CloverProcessor  # noqa: E402
 from clover.data import synthetic  # noqa: E402
 from clover.modeling_clover import CloverForVideoQA, CloverModel  # noqa: E402
+from finetune.common import load_finetuned  # noqa: E402
 
 NEUTRAL_QUESTION = synthetic.FRAMEQA_TEMPLATES["number"]  # names no object
 TARGETS = {"color": list(synthetic.COLORS), "shape": list(synthetic.SHAPES)}
@@ -113,12 +114,14 @@ def token_owners(cover: np.ndarray, min_cover: float, max_other: float) -> np.nd
 
 
 def load_model(path: str) -> tuple[CloverModel, CloverForVideoQA | None, CloverProcessor]:
-    """The Clover encoders of a QA or pre-training checkpoint, the QA model when there is one, the processor."""
-    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    if "CloverForVideoQA" in config.get("architectures", []):
-        qa = CloverForVideoQA.from_pretrained(path).eval()
-        return qa.clover, qa, CloverProcessor.from_pretrained(path)
-    return CloverModel.from_pretrained(path).eval(), None, CloverProcessor.from_pretrained(path)
+    """The Clover encoders of a pre-training or QA checkpoint, the QA model when there is one (loaded as
+    `finetune.evaluate` loads it, LoRA directories too), the processor."""
+    config = Path(path) / "config.json"
+    architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures", []) if config.is_file() else []
+    if "CloverForPretraining" in architectures or "CloverModel" in architectures:
+        return CloverModel.from_pretrained(path).eval(), None, CloverProcessor.from_pretrained(path)
+    qa, processor = load_finetuned(path)
+    return qa.clover, qa.eval(), processor
 
 
 def stage_tokens(

@@ -12,7 +12,8 @@ model's video encoder (frozen, so the tokens are cached), asks about every objec
 that name it by its other attribute ("what shape is the red object ?", "what color is the star ?"),
 and trains the rest of the model (text encoder, fusion, answer heads) on those questions alone with
 AdamW at constant rates (`--learning_rate`, heads x `--head_lr_multiplier`, as the demo recipe's
-fine-tuning). `--qa_pooling` changes what the answer heads read, as train_qa's flag does.
+fine-tuning, in `finetune.training`'s parameter groups: no weight decay on biases and norms).
+`--qa_pooling` changes what the answer heads read, as train_qa's flag does.
 
 Every `--eval_every` steps it scores the open-ended answers on the questions of `--test_clips` held-out
 scenes, by kind and number of objects (chance with 2 and 3 objects: 50 and 33 %). One JSON object is
@@ -33,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from binding_probe import NamingQuestion, emit_json, naming_questions, probe_scene  # noqa: E402
 from clover import CloverProcessor  # noqa: E402
 from clover.configuration_clover import QA_POOLINGS  # noqa: E402
 from clover.data import synthetic  # noqa: E402
-from clover.modeling_clover import CloverForVideoQA  # noqa: E402
+from clover.modeling_clover import CloverForVideoQA, VideoFeatures, VideoQAOutput  # noqa: E402
+from finetune import training  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -68,30 +69,30 @@ def check_vocabulary(model: CloverForVideoQA) -> None:
         raise SystemExit(f"the open-ended head of {model.name_or_path} cannot answer {', '.join(missing)}: use a model fine-tuned on the synthetic benchmark")
 
 
-def encode_scenes(model: CloverForVideoQA, processor: CloverProcessor, count: int, seed: int) -> tuple[torch.Tensor, list[list[NamingQuestion]]]:
-    """Video tokens (N, t, h, w, Cv) of `count` probe scenes and each scene's naming questions."""
+def encode_scenes(model: CloverForVideoQA, processor: CloverProcessor, count: int, seed: int) -> tuple[torch.Tensor, list[tuple[int, int, NamingQuestion]]]:
+    """Video tokens (N, t, h, w, Cv) of `count` probe scenes and their naming questions, each as
+    (scene index, objects in the scene, question)."""
     size, num_frames = model.config.image_size, model.config.num_frames
-    tokens, questions = [], []
+    tokens, rows = [], []
     for index in tqdm(range(count), desc="encoding scenes", unit="clip"):
         scene = probe_scene(seed, index)
         frames = torch.from_numpy(synthetic.render_clip(scene, size, num_frames))
         with torch.inference_mode():
             tokens.append(model.encode_video(processor.preprocess_frames(frames)[None]).tokens[0])
-        questions.append(naming_questions(scene))
-    return torch.stack(tokens), questions
+        rows += [(index, len(scene.objects), question) for question in naming_questions(scene)]
+    return torch.stack(tokens), rows
 
 
-def question_rows(questions: list[list[NamingQuestion]], first: int, last: int) -> list[tuple[int, int, NamingQuestion]]:
-    """(scene, objects in it, question) for the scenes first .. last - 1."""
-    return [(index, len(questions[index]) // 2, question) for index in range(first, last) for question in questions[index]]
-
-
-def open_logits(model: CloverForVideoQA, processor: CloverProcessor, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
-    """Open-ended logits (B, answers) for B questions about B clips' cached video tokens (B, t, h, w, Cv)."""
-    text = processor.encode_text(texts)
-    states = model.clover.encode_text(text["input_ids"], text["attention_mask"])  # (B, L, D)
-    fused = model.clover.fuse(tokens, states, text["attention_mask"])
-    return model.heads["open"](model.answer_features(fused, tokens, states, text["attention_mask"]))
+def ask(
+    model: CloverForVideoQA, processor: CloverProcessor, tokens: torch.Tensor, rows: list[tuple[int, int, NamingQuestion]],
+    answer_ids: dict[str, int] | None = None,
+) -> VideoQAOutput:  # fmt: skip
+    """The open-ended head's output for `rows`' questions about their scenes' cached video tokens, with
+    the loss when `answer_ids` (answer -> class id) is given."""
+    text = processor.encode_text([question.question for _, _, question in rows])
+    labels = torch.tensor([answer_ids[question.answer] for _, _, question in rows]) if answer_ids else None
+    features = VideoFeatures(tokens=tokens[[scene for scene, _, _ in rows]])
+    return model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], video_features=features, labels=labels, head="open")
 
 
 def evaluate(model: CloverForVideoQA, processor: CloverProcessor, tokens: torch.Tensor, rows: list[tuple[int, int, NamingQuestion]]) -> dict[str, float]:
@@ -101,8 +102,7 @@ def evaluate(model: CloverForVideoQA, processor: CloverProcessor, tokens: torch.
     with torch.inference_mode():
         for start in range(0, len(rows), 64):
             batch = rows[start : start + 64]
-            logits = open_logits(model, processor, tokens[[scene for scene, _, _ in batch]], [q.question for _, _, q in batch])
-            for (_, objects, question), answer in zip(batch, logits.argmax(-1).tolist()):
+            for (_, objects, question), answer in zip(batch, ask(model, processor, tokens, batch).logits.argmax(-1).tolist()):
                 right[f"{question.kind}@{objects}"].append(model.config.id2label[answer] == question.answer)
     model.train()
     return {key: round(100 * sum(hits) / len(hits), 1) for key, hits in sorted(right.items())}
@@ -115,15 +115,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = CloverForVideoQA.from_pretrained(args.model, **settings).eval()
     processor = CloverProcessor.from_pretrained(args.model)
     check_vocabulary(model)
-    tokens, questions = encode_scenes(model, processor, args.clips + args.test_clips, args.seed)
-    train, test = question_rows(questions, 0, args.clips), question_rows(questions, args.clips, args.clips + args.test_clips)
+    tokens, rows = encode_scenes(model, processor, args.clips + args.test_clips, args.seed)
+    train, test = [row for row in rows if row[0] < args.clips], [row for row in rows if row[0] >= args.clips]
     for parameter in model.clover.video_encoder.parameters():
         parameter.requires_grad = False
-    heads = [p for p in model.heads.parameters()]
-    rest = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("heads.")]
-    optimizer = torch.optim.AdamW(
-        [{"params": rest, "lr": args.learning_rate}, {"params": heads, "lr": args.learning_rate * args.head_lr_multiplier}], weight_decay=0.01
-    )
+    optimizer = torch.optim.AdamW(training.parameter_groups(model, args.learning_rate, 0.01, args.head_lr_multiplier))
     generator = torch.Generator().manual_seed(args.seed)
     answer_ids = {answer: int(index) for index, answer in model.config.id2label.items()}
     result: dict[str, Any] = {
@@ -135,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     progress = tqdm(range(1, args.steps + 1), desc="steps")
     for step in progress:
         batch = [train[i] for i in torch.randint(len(train), (args.batch_size,), generator=generator).tolist()]
-        labels = torch.tensor([answer_ids[q.answer] for _, _, q in batch])
-        logits = open_logits(model, processor, tokens[[scene for scene, _, _ in batch]], [q.question for _, _, q in batch])
-        loss = F.cross_entropy(logits, labels)
+        loss = ask(model, processor, tokens, batch, answer_ids).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
