@@ -333,52 +333,80 @@ class AnswerHead(nn.Module):
 
 
 class QuestionGuidedPooling(nn.Module):
-    """`qa_pooling="cls+max+query"`: what the question asks about, read from the video encoder's tokens
-    with one query made from the question's own words. (B, L, D) text states and (B, t, h, w, Cv) video
-    tokens -> (B, D).
+    """`qa_pooling="cls+max+query"`: what the question asks about, and where it is, read from the video
+    encoder's tokens by the question's own words. (B, L, D) text states and (B, t, h, w, Cv) video tokens
+    -> (B, D).
 
-    Each real text token gets a score (`word_score`), the softmax of the scores pools the question into
-    one state, and its projection attends over the layer-normed video tokens; the attended values are
-    projected to the fusion width and added to the answer features.
+    Every real text token queries the layer-normed video tokens with `num_heads` heads; a learnt score per
+    token (`word_score`, softmax over the question) weighs what each word read, and the weighted read is
+    projected to the fusion width and scaled by `output_scale`. The same weights sum the attention over
+    time into a 3x3 split of the frame (REGION_GRID); how much more than uniform each cell got, projected
+    (`where`), is added too: the video tokens do not say where in the frame they are.
 
     Why: "what shape is the red object ?" needs the tokens of the red object, and single video tokens
     hold both an object's colour and its shape (`benchmarks/binding_probe.py`). But the fusion's [CLS]
     neither knows which word names the object (the text encoder's [CLS] state hardly depends on it) nor
     attends to that object more than to the others: it spreads its attention over the 196 video tokens,
-    and 3,000 steps on these questions alone barely start it. One attention whose query is made from the
-    words themselves learns it in those steps (docs/results.md, "Where binding is lost"). Its linear
-    layers keep PyTorch's own init, as the prototype that learnt it did, not BERT's std 0.02.
+    and 3,000 steps on these questions alone barely start it. Attention queried by the words themselves
+    learns it (docs/results.md, "Where binding is lost"). Why the details (`benchmarks/binding_training.py`,
+    docs/results.md "Binding sooner"): at PyTorch's init (kept, not BERT's std 0.02) the attention is
+    near uniform and the read adds a feature of norm ~3 next to the [CLS] and maxima's ~11 and ~21; scaled
+    x10, the colours start within ~250 steps instead of ~600 (x30 holds the shapes back; a LayerNorm, or
+    subtracting the uniform read, stalls it). Each word querying, rather than one query pooled from the
+    words, started the shapes sooner in both comparisons.
     """
 
-    def __init__(self, video_width: int, hidden_size: int, attention_size: int = 64):
+    output_scale = 10.0
+
+    def __init__(self, video_width: int, hidden_size: int, attention_size: int = 64, num_heads: int = 4):
         super().__init__()
+        if attention_size % num_heads:
+            raise ValueError(f"attention_size {attention_size} is not a multiple of num_heads {num_heads}")
+        self.num_heads = num_heads
         self.word_score = nn.Linear(hidden_size, 1)
         self.query = nn.Linear(hidden_size, attention_size)
         self.video_norm = nn.LayerNorm(video_width)
         self.key = nn.Linear(video_width, attention_size)
         self.value = nn.Linear(video_width, attention_size)
         self.output = nn.Linear(attention_size, hidden_size)
-        for layer in (self.word_score, self.query, self.key, self.value, self.output):
+        self.where = nn.Linear(REGION_GRID**2, hidden_size)
+        for layer in (self.word_score, self.query, self.key, self.value, self.output, self.where):
             layer.keeps_torch_init = True
 
     def forward(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
         """text_states (B, L, D), attention_mask (B, L), video_tokens (B, t, h, w, Cv) -> (B, D)."""
-        video = self.video_norm(video_tokens.flatten(1, 3))  # (B, t*h*w, Cv)
-        weights = self._attention(text_states, attention_mask, video)  # (B, t*h*w)
-        attended = (weights.unsqueeze(-1) * self.value(video)).sum(1)  # (B, A)
-        return self.output(attended)  # (B, D)
+        frames, height, width = video_tokens.shape[1:4]
+        video = self.video_norm(video_tokens.flatten(1, 3))  # (B, n, Cv), n = t*h*w
+        word_weights = self._word_weights(text_states, attention_mask)  # (B, L)
+        attention = self._word_attention(text_states, video)  # (B, heads, L, n)
+        values = self.value(video).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, n, a)
+        read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
+        read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
+        grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
+        cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
+        return self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
 
     def attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
-        """The question's attention over the video tokens (B, t*h*w): where it reads (for relevance maps)."""
-        return self._attention(text_states, attention_mask, self.video_norm(video_tokens.flatten(1, 3)))
+        """Where the question reads (B, t*h*w): each word's attention, averaged over heads, weighed by its
+        word score; sums to 1 over the video tokens (for relevance maps and `binding_probe`)."""
+        video = self.video_norm(video_tokens.flatten(1, 3))  # (B, n, Cv)
+        return self._pooled(self._word_attention(text_states, video), self._word_weights(text_states, attention_mask))
 
-    def _attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-        """video: the normed tokens (B, n, Cv) -> softmax over them (B, n) of their keys against the question's query."""
-        word_scores = self.word_score(text_states).squeeze(-1)  # (B, L)
-        word_scores = word_scores.masked_fill(~attention_mask.bool(), torch.finfo(word_scores.dtype).min)
-        question = (word_scores.softmax(-1).unsqueeze(-1) * text_states).sum(1)  # (B, D)
-        scores = self.key(video) @ self.query(question).unsqueeze(-1) / math.sqrt(self.query.out_features)  # (B, n, 1)
-        return scores.squeeze(-1).softmax(dim=-1)
+    def _word_weights(self, text_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """How much each real token's read counts (B, L), softmax over the question."""
+        scores = self.word_score(text_states).squeeze(-1)  # (B, L)
+        return scores.masked_fill(~attention_mask.bool(), torch.finfo(scores.dtype).min).softmax(-1)
+
+    def _word_attention(self, text_states: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        """Each token's softmax over the normed video tokens, per head: (B, L, D), (B, n, Cv) -> (B, heads, L, n)."""
+        queries = self.query(text_states).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, L, a)
+        keys = self.key(video).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, n, a)
+        return (queries @ keys.transpose(-1, -2) / math.sqrt(queries.shape[-1])).softmax(-1)  # (B, heads, L, n)
+
+    @staticmethod
+    def _pooled(attention: torch.Tensor, word_weights: torch.Tensor) -> torch.Tensor:
+        """(B, heads, L, n) attention, (B, L) word weights -> (B, n): the heads' mean, weighed over words."""
+        return (word_weights.unsqueeze(-1) * attention.mean(1)).sum(1)
 
 
 class CandidateMatch(nn.Module):

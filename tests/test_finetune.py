@@ -250,7 +250,7 @@ def test_qa_pooling_flag_adds_question_guided_pooling_to_a_checkpoint(bench: Pat
     assert "question_pooling" not in before.heads and "question_pooling" in after.heads
     groups = training.parameter_groups(after, 1e-3, 0.01, head_lr_multiplier=5.0)
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
-    assert [lr_of[id(p)] for p in after.heads["question_pooling"].parameters()] == [pytest.approx(5e-3)] * 12
+    assert [lr_of[id(p)] for p in after.heads["question_pooling"].parameters()] == [pytest.approx(5e-3)] * 14
 
 
 def _free_port() -> int:

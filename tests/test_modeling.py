@@ -448,34 +448,77 @@ def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
 
 
 def _identity_pooling(weight_on_marker: float = 50.0, sharpness: float = 20.0) -> QuestionGuidedPooling:
-    """A 4-wide QuestionGuidedPooling whose word score reads channel 3 of a word's state, whose query
-    is `sharpness` x the question state and whose key, value and output are the identity."""
-    pooling = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4)
+    """A 4-wide, one-head QuestionGuidedPooling whose word score reads channel 3 of a word's state, whose
+    query is `sharpness` x each word's state, whose key, value and output are the identity and whose
+    `where` is zero."""
+    pooling = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4, num_heads=1)
     with torch.no_grad():
-        for layer in (pooling.word_score, pooling.query, pooling.key, pooling.value, pooling.output):
+        for layer in (pooling.word_score, pooling.query, pooling.key, pooling.value, pooling.output, pooling.where):
             layer.bias.zero_()
         pooling.word_score.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, weight_on_marker]]))
         pooling.query.weight.copy_(sharpness * torch.eye(4))
         for layer in (pooling.key, pooling.value, pooling.output):
             layer.weight.copy_(torch.eye(4))
+        pooling.where.weight.zero_()
     return pooling
 
 
 def test_question_guided_pooling_reads_the_token_the_named_word_matches_by_hand():
-    """The word with the marker channel pools the question; its state [1, 0, 0, 1] matches the video token
-    whose layer-normed features point along channel 0, and the output is that token's normed features:
-    [1, -1, 0, 0] normalises to [sqrt 2, -sqrt 2, 0, 0]. Padding is never a word, however high it scores."""
+    """The word with the marker channel carries the question; its state [1, 0, 0, 1] matches the video
+    token whose layer-normed features point along channel 0, and the output is 10 x that token's normed
+    features: [1, -1, 0, 0] normalises to [sqrt 2, -sqrt 2, 0, 0]. Padding is never a word, however high
+    it scores."""
     pooling = _identity_pooling().eval()
     words = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 100.0]]])  # (1, L=4, 4)
     mask = torch.tensor([[1, 1, 1, 0]])  # the last word is padding
     video = torch.tensor([[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]).view(1, 1, 1, 3, 4)  # (1, t, h, w=3, Cv)
     root2 = 2**0.5
     out = pooling(words, mask, video)
-    assert torch.allclose(out, torch.tensor([[root2, -root2, 0.0, 0.0]]), atol=1e-3)
+    assert pooling.output_scale == 10.0
+    assert torch.allclose(out, 10 * torch.tensor([[root2, -root2, 0.0, 0.0]]), atol=1e-2)
+    assert torch.allclose(pooling.attention(words, mask, video), torch.tensor([[1.0, 0.0, 0.0]]), atol=1e-3)
     named_other = words.clone()
     named_other[0, 1] = torch.tensor([-1.0, 0.0, 0.0, 1.0])  # now it points at the second token
-    assert torch.allclose(pooling(named_other, mask, video), torch.tensor([[-root2, root2, 0.0, 0.0]]), atol=1e-3)
-    assert not torch.allclose(pooling(words, torch.ones_like(mask), video), out, atol=1e-3)  # the padding, unmasked, takes over
+    assert torch.allclose(pooling(named_other, mask, video), 10 * torch.tensor([[-root2, root2, 0.0, 0.0]]), atol=1e-2)
+    assert not torch.allclose(pooling(words, torch.ones_like(mask), video), out, atol=1e-2)  # the padding, unmasked, takes over
+
+
+def test_question_guided_pooling_says_which_cell_of_the_frame_it_reads():
+    """`where` sees the attention summed over time in a 3x3 split of the frame, 1 per cell when uniform:
+    a question that reads the top-right token of a 3x3 grid in both frames (half its attention in each)
+    puts 9 x 1 - 1 = 8 in cell 2 and -1 in the others. With the values zero, the output is `where` of that."""
+    pooling = _identity_pooling().eval()
+    with torch.no_grad():
+        pooling.value.weight.zero_()
+        pooling.where.weight.copy_(torch.eye(4, 9))  # output channel i = cell i
+    video = torch.zeros(1, 2, 3, 3, 4)  # (1, t=2, h=3, w=3, Cv)
+    video[..., :] = torch.tensor([0.0, 1.0, 0.0, -1.0])  # every token normalises to [0, sqrt 2, 0, -sqrt 2]
+    video[:, :, 0, 2] = torch.tensor([1.0, -1.0, 0.0, 0.0])  # but the top-right one, in both frames
+    words = torch.tensor([[[1.0, 0.0, 0.0, 1.0]]])  # (1, L=1, 4): matches the top-right token
+    attention = pooling.attention(words, torch.ones(1, 1), video)  # (1, 18)
+    assert torch.allclose(attention.view(2, 3, 3)[:, 0, 2], torch.tensor([0.5, 0.5]), atol=1e-3)
+    assert torch.allclose(pooling(words, torch.ones(1, 1), video), torch.tensor([[-1.0, -1.0, 8.0, -1.0]]), atol=1e-2)
+
+
+def test_question_guided_pooling_heads_read_apart_and_the_attention_averages_them():
+    """Two heads of two channels. Query and key swap channels 1 and 2, so head 0 matches word channel 0
+    with token channel 0 and head 1 word channel 1 with token channel 1: the word [1, 1, 0, 0] reads token
+    0 in head 0 and token 1 in head 1. `attention` is their mean, and the read is token 0's values in
+    the first half and token 1's in the second (x10)."""
+    pooling = _identity_pooling().eval()
+    pooling.num_heads = 2
+    swap = torch.eye(4)[[0, 2, 1, 3]]
+    with torch.no_grad():
+        pooling.query.weight.copy_(20 * swap)
+        pooling.key.weight.copy_(swap)
+    video = torch.tensor([[3.0, 0.0, -1.0, -2.0], [0.0, 3.0, -1.0, -2.0]]).view(1, 1, 1, 2, 4)  # (1, t, h, w=2, Cv)
+    words = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    normed = torch.nn.functional.layer_norm(video.view(2, 4), (4,))
+    assert torch.allclose(pooling.attention(words, torch.ones(1, 1), video), torch.tensor([[0.5, 0.5]]), atol=1e-3)
+    expected = 10 * torch.cat([normed[0, :2], normed[1, 2:]])
+    assert torch.allclose(pooling(words, torch.ones(1, 1), video), expected[None], atol=1e-2)
+    with pytest.raises(ValueError, match="attention_size 6 is not a multiple of num_heads 4"):
+        QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=6)
 
 
 def test_qa_pooling_query_adds_question_guided_pooling_to_cls_max():
