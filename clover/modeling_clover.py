@@ -341,7 +341,8 @@ class QuestionGuidedPooling(nn.Module):
     token (`word_score`, softmax over the question) weighs what each word read, and the weighted read is
     projected to the fusion width and scaled by `output_scale`. The same weights sum the attention over
     time into a 3x3 split of the frame (REGION_GRID); how much more than uniform each cell got, projected
-    (`where`), is added too: the video tokens do not say where in the frame they are.
+    (`where`), is added too: the video encoder's tokens are given no absolute position, and "where is
+    the X ?" stayed at chance even with one object without it.
 
     Why: "what shape is the red object ?" needs the tokens of the red object, and single video tokens
     hold both an object's colour and its shape (`benchmarks/binding_probe.py`). But the fusion's [CLS]
@@ -351,9 +352,9 @@ class QuestionGuidedPooling(nn.Module):
     learns it (docs/results.md, "Where binding is lost"). Why the details (`benchmarks/binding_training.py`,
     docs/results.md "Binding sooner"): at PyTorch's init (kept, not BERT's std 0.02) the attention is
     near uniform and the read adds a feature of norm ~3 next to the [CLS] and maxima's ~11 and ~21; scaled
-    x10, the colours start within ~250 steps instead of ~600 (x30 holds the shapes back; a LayerNorm, or
-    subtracting the uniform read, stalls it). Each word querying, rather than one query pooled from the
-    words, started the shapes sooner in both comparisons.
+    x10, the colours start within 250-500 steps instead of 600-750 (x30 holds the shapes back; a
+    LayerNorm, or subtracting the uniform read, stalls it). Each word querying, rather than one query
+    pooled from the words, started the shapes sooner in the two comparisons made (single runs).
     """
 
     output_scale = 10.0
