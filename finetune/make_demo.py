@@ -94,9 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min_video_spread", type=float, default=0.1,
                         help="fine-tune from scratch if pre-training left the video tokens less spread across clips than this")
     parser.add_argument("--head_lr_multiplier", type=float, default=5.0)
-    parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max",
-                        help="what the answer heads read (train_qa's flag): cls+max+query adds the question-guided pooling "
-                             "(docs/results.md, \"Where binding is lost\")")
+    parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max+query",
+                        help="what the answer heads read (train_qa's flag): cls+max+query adds to clover-tiny's cls+max "
+                             "the question-guided pooling (docs/results.md, \"Binding sooner\")")
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
