@@ -134,9 +134,11 @@ class CloverConfig(PreTrainedConfig):
             what lets a QA model trained from random encoders use the video), or "cls+max+regions"
             (also a linear map of the maxima over each cell of a 3x3 split of the frame, as spatial
             pyramid pooling, so the heads learn where an object is: "where is the red circle ?"), or
-            "cls+max+query" (also an attention over the video encoder's tokens queried by the question's
-            own words, so the heads read the object a question names: "what shape is the red object ?"
-            among several; `QuestionGuidedPooling`); clover-tiny uses "cls+max".
+            "cls+max+query" (also an attention over the video encoder's tokens queried by each of the
+            question's words, so the heads read the object a question names, "what shape is the red
+            object ?" among several, and which cell of a 3x3 split of the frame it is in;
+            `QuestionGuidedPooling`); clover-tiny uses "cls+max", the demo recipe (`make_demo`)
+            "cls+max+query".
         mc_scoring: how a multiple-choice candidate is scored: "concat" (the paper: a head on the answer
             features of question + candidate) or "concat+match" (plus the dot product of a projection of
             those features with a projection of the mean text state of the candidate's own tokens, a
