@@ -447,11 +447,11 @@ def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
         tiny_config(qa_pooling="mean")
 
 
-def _identity_pooling(weight_on_marker: float = 50.0, sharpness: float = 20.0) -> QuestionGuidedPooling:
-    """A 4-wide, one-head QuestionGuidedPooling whose word score reads channel 3 of a word's state, whose
-    query is `sharpness` x each word's state, whose key, value and output are the identity and whose
-    `where` is zero."""
-    pooling = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4, num_heads=1)
+def _identity_pooling(weight_on_marker: float = 50.0, sharpness: float = 20.0, num_heads: int = 1) -> QuestionGuidedPooling:
+    """A 4-wide QuestionGuidedPooling (one head unless told) whose word score reads channel 3 of a word's
+    state, whose query is `sharpness` x each word's state, whose key, value and output are the identity
+    and whose `where` is zero."""
+    pooling = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4, num_heads=num_heads)
     with torch.no_grad():
         for layer in (pooling.word_score, pooling.query, pooling.key, pooling.value, pooling.output, pooling.where):
             layer.bias.zero_()
@@ -505,8 +505,7 @@ def test_question_guided_pooling_heads_read_apart_and_the_attention_averages_the
     with token channel 0 and head 1 word channel 1 with token channel 1: the word [1, 1, 0, 0] reads token
     0 in head 0 and token 1 in head 1. `attention` is their mean, and the read is token 0's values in
     the first half and token 1's in the second (x10)."""
-    pooling = _identity_pooling().eval()
-    pooling.num_heads = 2
+    pooling = _identity_pooling(num_heads=2).eval()
     swap = torch.eye(4)[[0, 2, 1, 3]]
     with torch.no_grad():
         pooling.query.weight.copy_(20 * swap)
