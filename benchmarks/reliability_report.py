@@ -126,7 +126,7 @@ def write_page(path: Path, cases: list[Case], outcomes: dict, kill: dict, load: 
         "made by `tests/corpus.py`; `tests/test_reliability.py` and `tests/test_kill_resume.py` assert the same",
         "outcomes in the default `pytest` run.",
         "",
-        f"Layers: `read` = `clover.video.read_frames`; `processor` = `CloverProcessor` on those frames; `service` =",
+        "Layers: `read` = `clover.video.read_frames`; `processor` = `CloverProcessor` on those frames; `service` =",
         f"`VideoQAService` (limits {TEST_UPLOAD_MB} MB, {TEST_DURATION_SEC} s); `app` = the running `python app.py` through",
         "`gradio_client` (/answer, /choose); `predict` = `clover.predict`; `check_data` = `finetune.check_data` on a",
         "generic dataset holding the clip (\"error\" = counted unreadable with its reason, dataset still usable).",

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tests.media import audio_only_mp4, index_clip, random_clip, truncated_copy, zero_byte
+from tests.media import audio_only_mp4, index_clip, truncated_copy, zero_byte
 
 LAYERS = ("read", "processor", "service", "app", "predict", "check_data")
 CASE_TIMEOUT_SEC = 20  # no case may take longer than this in any layer

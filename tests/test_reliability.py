@@ -31,7 +31,7 @@ from app.service import ServiceError, VideoQAService
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
 from tests.corpus import (
-    CASE_TIMEOUT_SEC, GOOD_QUESTION, TEST_DURATION_SEC, TEST_UPLOAD_MB, WEIRD_NAME, AppProcess, Case, all_cases,
+    CASE_TIMEOUT_SEC, GOOD_QUESTION, TEST_DURATION_SEC, TEST_UPLOAD_MB, AppProcess, Case, all_cases,
     make_corpus, run_app, run_check_data, run_predict, run_processor, run_read, run_service,
 )  # fmt: skip
 
