@@ -7,7 +7,9 @@
    fresh scenes of the benchmark's kind, rendered in memory (`finetune.pretrain_video`: our analogue of
    the paper's Kinetics-trained Video Swin, without which the motion questions stay at chance:
    docs/results.md), with the early-convolution stem (`--video_stem conv`: docs/results.md, "Early
-   convolutions, measured for longer");
+   convolutions, measured for longer"); `--video_shape_weight 4 --video_unweighted_steps 1500` weights
+   the shape labels in it, then trains 1,500 steps more unweighted, so that the encoder knows shapes
+   (docs/results.md, "Shapes in the answers");
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`),
    the video encoder at a tenth of the learning rate so that it keeps the motion it has learnt;
 4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
@@ -75,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--benchmark_seed", type=int, default=0, help="seed of the benchmark, when it is generated")
     parser.add_argument("--video_pretrain_steps", type=int, default=3000, help="steps of the video encoder's supervised pre-training (0: none)")
     parser.add_argument("--video_pretrained", help="reuse this video pre-training run (e.g. runs/demo/video) instead of running the stage")
+    parser.add_argument("--video_shape_weight", type=float, default=1.0,
+                        help="the video stage's weight of each shape label against the other labels' 1 (pretrain_video's "
+                             "--shape_weight; docs/results.md, \"Shapes in the answers\")")
+    parser.add_argument("--video_unweighted_steps", type=int, default=0,
+                        help="after the video stage, this many steps more with every label weighted 1, from its encoder "
+                             "(a fresh linear layer); the shapes learnt stay and the actions come back. When reusing a "
+                             "stage made so, --video_pretrained is this second part's folder (e.g. runs/demo/video)")
     parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="conv",
                         help="clover-tiny's video stem in the video stage: conv, the early convolutions (the bundled "
                              "checkpoint; docs/results.md, \"Early convolutions\"), deep_conv, the same with one stride-1 "
@@ -134,24 +143,37 @@ def pretrain_arguments(
     ]  # fmt: skip
 
 
-def video_pretrain_arguments(out: Path, *, steps: int, batch_size: int, seed: int, video_stem: str = "patchify") -> list[str]:
+def video_pretrain_arguments(
+    out: Path, *, steps: int, batch_size: int, seed: int, video_stem: str = "patchify", shape_weight: float = 1.0,
+    start: Path | None = None,
+) -> list[str]:  # fmt: skip
     """`finetune.pretrain_video`'s arguments for the recipe's first stage: a new clover-tiny's video
     encoder trained to name the actions, colours and shapes of rendered scenes, saved in `out` (also
     the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from, with the
-    preset's patchify stem); `video_stem` other than the preset's is set through `--config_overrides`."""
-    stem = [] if video_stem == "patchify" else ["--config_overrides", f"video_stem={video_stem}"]
+    preset's patchify stem); `video_stem` other than the preset's is set through `--config_overrides`.
+    With `start`, the encoder saved there trains on (its stem is its own), with a fresh linear layer."""
+    if start is not None:
+        origin = ["--checkpoint", str(start)]
+    else:
+        origin = [] if video_stem == "patchify" else ["--config_overrides", f"video_stem={video_stem}"]
+    weight = [] if shape_weight == 1 else ["--shape_weight", str(shape_weight)]
     return [
         "--target", "scene", "--steps", str(steps), "--batch_size", str(batch_size),
-        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *stem,
+        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *origin, *weight,
     ]  # fmt: skip
 
 
 def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     """The recipe's first stage: `--video_pretrained` reused (checked against `--video_pretrain_steps`,
-    which recipe.json records), or trained into `out`, or none with `--video_pretrain_steps 0`."""
+    or `--video_unweighted_steps` for a two-part stage, which recipe.json records), or trained into
+    `out` (with `--video_unweighted_steps`, its first part into `out`_weighted), or none with
+    `--video_pretrain_steps 0`."""
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
-        run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+        if args.video_unweighted_steps > 0:  # a two-part stage: the folder of its second part
+            run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
+        else:
+            run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
             raise SystemExit(
@@ -161,9 +183,17 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
         return run
     if args.video_pretrain_steps <= 0:
         return None
-    pretrain_video.main(
-        video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.seed, video_stem=args.video_stem)
-    )
+    common = {"batch_size": args.batch_size, "seed": args.seed}
+    if args.video_unweighted_steps <= 0:
+        pretrain_video.main(video_pretrain_arguments(
+            out, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
+        ))  # fmt: skip
+        return out
+    weighted = out.with_name(out.name + "_weighted")
+    pretrain_video.main(video_pretrain_arguments(
+        weighted, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
+    ))  # fmt: skip
+    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_unweighted_steps, start=weighted, **common))
     return out
 
 

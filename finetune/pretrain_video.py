@@ -253,10 +253,11 @@ def preset_differences(run_dir: str | Path) -> list[str]:
     return [f"{name}: {old!r} (preset: {new!r})" for name, old, new in pairs if old != new]
 
 
-def reusable_run(run_dir: str | Path, steps: int) -> Path:
+def reusable_run(run_dir: str | Path, steps: int, flag: str = "--video_pretrain_steps") -> Path:
     """`run_dir` when it holds a saved run that trained for `steps` (or has no record of its steps, as
-    runs saved before the record); otherwise a SystemExit that says what to pass. Callers that reuse a
-    run (make_demo, the report) record `steps` as the stage's length, so the two must agree. A run
+    runs saved before the record); otherwise a SystemExit that says what to pass (`flag`, the caller's
+    flag that gave `steps`). Callers that reuse a run (make_demo, the report) record `steps` as the
+    stage's length, so the two must agree. A run
     saved with other clover-tiny settings than the preset's (an older preset, or --config_overrides)
     is reused with a warning that names them: what starts from it keeps them."""
     run_dir = Path(run_dir)
@@ -265,8 +266,8 @@ def reusable_run(run_dir: str | Path, steps: int) -> Path:
     saved = trained_steps(run_dir)
     if saved is not None and saved != steps:
         raise SystemExit(
-            f"{run_dir} was trained for {saved} steps, not --video_pretrain_steps {steps}: "
-            f"pass --video_pretrain_steps {saved} to use it (or another folder to train a new one)"
+            f"{run_dir} was trained for {saved} steps, not {flag} {steps}: "
+            f"pass {flag} {saved} to use it (or another folder to train a new one)"
         )
     differences = preset_differences(run_dir)
     if differences:

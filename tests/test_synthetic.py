@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -644,7 +645,8 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     from finetune import make_demo
 
     checkpoint = Path(__file__).resolve().parents[1] / "examples" / "checkpoint"
-    recorded = json.loads((checkpoint / "recipe.json").read_text())["arguments"]
+    # A recipe recorded before the video stage's shape weighting existed had none: weight 1, no second part.
+    recorded = {"video_shape_weight": 1.0, "video_unweighted_steps": 0, **json.loads((checkpoint / "recipe.json").read_text())["arguments"]}
     defaults = vars(make_demo.parse_args([]))
     # Folders (`video_pretrained` reuses the output of the same video stage, whose length make_demo checks
     # against --video_pretrain_steps), and how clips are loaded: where frames are decoded, never which
@@ -761,6 +763,38 @@ def test_make_demo_runs_its_video_stage_with_the_conv_stem_and_the_report_with_t
     assert demo[-2:] == ["--config_overrides", "video_stem=conv"]
     assert "--config_overrides" not in make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1)
     assert pretrain_video.build_probe(pretrain_video.parse_args(demo)).clover.config.video_stem == "conv"
+
+
+def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--video_shape_weight W --video_unweighted_steps N: the stage's steps with the shapes weighted W
+    from a new encoder, then N steps with every label weighted 1 from the encoder saved by the first
+    part (docs/results.md, "Shapes in the answers"); a stage made so is reused by its second part's
+    folder and checked against N."""
+    from finetune import make_demo, pretrain_video
+
+    stages: list[argparse.Namespace] = []
+    monkeypatch.setattr(make_demo.pretrain_video, "main", lambda argv: stages.append(pretrain_video.parse_args(argv)))
+    argv = ["--video_stem", "deep_conv", "--video_shape_weight", "4", "--video_unweighted_steps", "1500", "--seed", "2"]
+    out = tmp_path / "video"
+    assert make_demo.pretrain_video_encoder(make_demo.parse_args(argv), out) == out
+    weighted, unweighted = stages
+    assert (weighted.steps, weighted.shape_weight, weighted.checkpoint, weighted.seed) == (3000, 4.0, None, 2)
+    assert weighted.config_overrides == "video_stem=deep_conv" and weighted.output_dir == str(tmp_path / "video_weighted")
+    assert (unweighted.steps, unweighted.shape_weight, unweighted.checkpoint) == (1500, 1.0, str(tmp_path / "video_weighted"))
+    assert unweighted.config_overrides is None and unweighted.output_dir == str(out)
+    # Without the second part the stage is one run, weighted or not (the bundled default: not).
+    stages.clear()
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_shape_weight", "4"]), out)
+    assert [(stage.steps, stage.shape_weight, stage.output_dir) for stage in stages] == [(3000, 4.0, str(out))]
+    # Reusing such a stage: its saved folder trained the second part's steps.
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
+    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
+    assert make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path) == out
+    with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_stem", "deep_conv", "--video_pretrained", str(out)]), tmp_path)
+    with pytest.raises(SystemExit, match="not --video_unweighted_steps 500: pass --video_unweighted_steps 1500"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*argv[:-4], "--video_unweighted_steps", "500", "--video_pretrained", str(out)]), tmp_path)
 
 
 def _synthetic_breakdown():
