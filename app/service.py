@@ -35,7 +35,8 @@ class Answer:
 
     answers: (text, probability) best first; head: "open", "mc" or "count";
     frames: (T, h, w, 3) uint8 previews of the sampled frames; timestamps: (T,) seconds;
-    relevance: (T,) per-frame share of the [CLS] attention, summing to 1;
+    relevance: (T,) per-frame share of the question pooling's attention (the fused [CLS]'s for a model
+    without it), summing to 1;
     cached: whether the clip's features came from the cache;
     timings: seconds spent hashing, reading (decode + preprocessing), encoding the clip, and answering.
     """

@@ -9,7 +9,8 @@ questions about clip files:
    costs only the text and fusion encoders.
 2. `answer` (open-ended, or the count head), `choose` (multiple choice) and `similarities` (text to
    video retrieval) take the cached `ClipFeatures` and return answers with probabilities, best first,
-   and a per-frame relevance from the fusion encoder's [CLS] attention.
+   and a per-frame relevance from the question-guided pooling's attention (`qa_pooling="cls+max+query"`),
+   or the fusion encoder's [CLS] attention for a model without it.
 
 Nothing here knows about uploads, size limits or user interfaces; every per-request value (question,
 candidates, window, top-k) is an argument, never state on the shared model. Input errors raise
@@ -350,9 +351,14 @@ class CloverInference:
         started = time.perf_counter()
         text = {name: tensor.to(self.device) for name, tensor in text.items()}
         with self._model_lock, torch.inference_mode():
-            out = self.model(video_features=_features(clip), head=head, output_cls_attention=True, **text)
+            out = self.model(
+                video_features=_features(clip), head=head, output_cls_attention=True, output_question_attention=True, **text
+            )  # fmt: skip
             answers = self.model.top_answers(out.logits, head, k=top_k, candidates=candidates)[0]
-        relevance = frame_relevance(out.cls_attention[0], self.model.config.video_grid[0], len(clip.timestamps))
+        # The question pooling's attention where the model has one: it follows the asked-about frames
+        # more than the fused [CLS]'s, which is near uniform (docs/app.md, "How a request is served").
+        attention = out.question_attention if out.question_attention is not None else out.cls_attention
+        relevance = frame_relevance(attention[0], self.model.config.video_grid[0], len(clip.timestamps))
         return Prediction(head, answers, relevance, time.perf_counter() - started)
 
     def similarities(self, query: str, clips: Sequence[ClipFeatures]) -> list[float]:
@@ -404,13 +410,13 @@ def clean_candidates(candidates: Sequence[str]) -> list[str]:
     return options
 
 
-def frame_relevance(cls_attention: torch.Tensor, temporal_slots: int, num_frames: int) -> np.ndarray:
-    """Per-frame relevance (num_frames,) summing to 1, from the [CLS] attention (t*h*w,) over video tokens.
+def frame_relevance(attention: torch.Tensor, temporal_slots: int, num_frames: int) -> np.ndarray:
+    """Per-frame relevance (num_frames,) summing to 1, from an attention (t*h*w,) over the video tokens.
 
     The attention over each temporal slot's tokens is summed; a slot covers num_frames / t consecutive
     frames (slot i of 4 covers frames 2i and 2i+1 of 8) and its mass is shared equally among them.
     """
-    slots = cls_attention.detach().float().cpu().view(temporal_slots, -1).sum(-1)  # (t,)
+    slots = attention.detach().float().cpu().view(temporal_slots, -1).sum(-1)  # (t,)
     owner = torch.arange(num_frames) * temporal_slots // num_frames  # (T,) slot of each frame
     per_frame = slots[owner] / torch.bincount(owner, minlength=temporal_slots)[owner]  # (T,)
     total = float(per_frame.sum())

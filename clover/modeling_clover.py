@@ -71,11 +71,15 @@ class VideoQAOutput(ModelOutput):
     """loss: present only when labels are given.
     logits: open (B, num_answers); mc (B, K), masked candidates at the dtype's minimum; count (B,), the
     predicted count before rounding.
-    cls_attention: (B, t*h*w) when asked for, from the fusion encoder's last layer."""
+    cls_attention: (B, t*h*w) when asked for, from the fusion encoder's last layer.
+    question_attention: (B, t*h*w) when asked for and the heads read the question-guided pooling
+    (`qa_pooling="cls+max+query"`): where the question's words read (`QuestionGuidedPooling.attention`).
+    For multiple choice both are the mean over the candidates."""
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     cls_attention: torch.FloatTensor | None = None
+    question_attention: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -794,6 +798,7 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         candidate_token_mask: torch.Tensor | None = None,
         video_features: VideoFeatures | None = None,
         output_cls_attention: bool = False,
+        output_question_attention: bool = False,
         **kwargs: Any,
     ) -> VideoQAOutput:
         """Answer questions about clips.
@@ -803,6 +808,8 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         choice with `candidate_mask` (B, K) and, for `mc_scoring="concat+match"`, `candidate_token_mask`
         (B, K, L) (both from `CloverProcessor`); labels: open (B,) class ids (-100 ignored), mc (B,)
         candidate index, count (B,) numbers. The loss is computed only when labels are given.
+        `output_cls_attention` / `output_question_attention`: also return where the fused [CLS] / the
+        question-guided pooling attends over the video tokens (for relevance maps; `VideoQAOutput`).
         """
         if input_ids is None:
             raise ValueError("input_ids are required")
@@ -826,17 +833,23 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         logits = self.heads[head](features)  # (B, num_answers) | (B*K, 1) | (B, 1)
         if head == "mc" and "mc_match" in self.heads:
             logits = logits + self.heads["mc_match"](features, text_states, self._token_mask(candidate_token_mask, input_ids))
-        cls_attention = fused.cls_attention
+        cls_attention, question_attention = fused.cls_attention, None
+        if output_question_attention and "question_pooling" in self.heads:
+            if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:  # one clip, many questions
+                video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
+            question_attention = self.heads["question_pooling"].attention(text_states, attention_mask, video_tokens)  # (B or B*K, n)
         if head == "mc":
             logits = logits.view(batch, num_candidates)  # (B, K)
             if candidate_mask is not None:
                 logits = logits.masked_fill(~candidate_mask.bool(), torch.finfo(logits.dtype).min)
             if cls_attention is not None:
                 cls_attention = cls_attention.view(batch, num_candidates, -1).mean(1)  # (B, t*h*w)
+            if question_attention is not None:
+                question_attention = question_attention.view(batch, num_candidates, -1).mean(1)  # (B, t*h*w)
         elif head == "count":
             logits = logits.squeeze(-1)  # (B,)
         loss = self._loss(head, logits, labels) if labels is not None else None
-        return VideoQAOutput(loss=loss, logits=logits, cls_attention=cls_attention)
+        return VideoQAOutput(loss=loss, logits=logits, cls_attention=cls_attention, question_attention=question_attention)
 
     @staticmethod
     def _token_mask(candidate_token_mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor:

@@ -549,6 +549,31 @@ def test_qa_pooling_query_adds_question_guided_pooling_to_cls_max():
         model.answer_features(fused, tokens)
 
 
+def test_question_attention_is_the_pooling_attention_and_its_candidates_mean():
+    """`output_question_attention`: the question-guided pooling's attention over the video tokens (B, n),
+    for multiple choice the mean over each question's candidate texts; None for a model without the
+    pooling, or when not asked for."""
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+query")).eval()
+    pooling = model.heads["question_pooling"]
+    pixel_values, input_ids, attention_mask = random_inputs(batch=2)
+    with torch.no_grad():
+        tokens = model.encode_video(pixel_values).tokens  # (2, t, h, w, Cv)
+        out = model(pixel_values, input_ids, attention_mask, head="open", output_question_attention=True)
+        by_hand = pooling.attention(model.clover.encode_text(input_ids, attention_mask), attention_mask, tokens)
+        assert out.question_attention.shape == (2, 4 * 7 * 7)
+        assert torch.allclose(out.question_attention, by_hand, atol=1e-6)
+        assert torch.allclose(out.question_attention.sum(-1), torch.ones(2), atol=1e-5)
+        _, mc_ids, mc_mask = random_inputs(batch=2, candidates=3)
+        mc = model(pixel_values, mc_ids, mc_mask, head="mc", candidate_token_mask=mc_mask, output_question_attention=True)
+        states = model.clover.encode_text(mc_ids.flatten(0, 1), mc_mask.flatten(0, 1))  # (6, L, D)
+        per_pair = pooling.attention(states, mc_mask.flatten(0, 1), tokens.repeat_interleave(3, dim=0))  # (6, n)
+        assert torch.allclose(mc.question_attention, per_pair.view(2, 3, -1).mean(1), atol=1e-6)
+        assert model(pixel_values, input_ids, attention_mask, head="open").question_attention is None
+        plain = CloverForVideoQA(tiny_config()).eval()
+        assert plain(pixel_values, input_ids, attention_mask, head="open", output_question_attention=True).question_attention is None
+
+
 def test_qa_pooling_query_round_trips_and_starts_new_on_an_older_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+query")).eval()

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from app.service import ServiceError, VideoQAService
 from clover.inference import FeatureCache
+from clover.modeling_clover import VideoFeatures
 from tests.media import index_clip, random_clip, text_as_video
 
 
@@ -59,6 +61,34 @@ def test_answer_frames_timestamps_and_relevance(service, clips):
     assert answer.relevance.shape == (8,) and answer.relevance.sum() == pytest.approx(1, abs=1e-5)
     # A temporal slot covers two frames: they share its relevance equally.
     assert np.allclose(answer.relevance[0::2], answer.relevance[1::2])
+
+
+def test_relevance_comes_from_the_question_pooling_where_the_model_has_one(tiny_checkpoint, clips, tmp_path):
+    """With `qa_pooling="cls+max+query"` the per-frame relevance is the pooling's attention summed per
+    temporal slot (its asked-about frames more than the near-uniform [CLS]: docs/app.md); without it,
+    the fused [CLS]'s."""
+    from clover.inference import CloverInference, frame_relevance
+    from clover.modeling_clover import CloverForVideoQA
+    from clover.processing_clover import CloverProcessor
+
+    torch.manual_seed(0)
+    model = CloverForVideoQA.from_pretrained(tiny_checkpoint, qa_pooling="cls+max+query")
+    engine = CloverInference(model, CloverProcessor.from_pretrained(tiny_checkpoint))
+    clip, _ = engine.clip_features(clips[0])
+    question = "what does the star do ?"
+    text = engine.processor.encode_text([question])
+    with torch.inference_mode():
+        states = model.clover.encode_text(text["input_ids"], text["attention_mask"])
+        attention = model.heads["question_pooling"].attention(states, text["attention_mask"], clip.tokens)[0]  # (n,)
+        cls = model(video_features=VideoFeatures(tokens=clip.tokens), head="open", output_cls_attention=True, **text).cls_attention[0]
+    relevance = engine.answer(clip, question).relevance
+    assert np.allclose(relevance, frame_relevance(attention, 4, 8), atol=1e-6)
+    assert not np.allclose(relevance, frame_relevance(cls, 4, 8), atol=1e-4)
+    plain = CloverInference.from_pretrained(tiny_checkpoint)
+    plain_clip, _ = plain.clip_features(clips[0])
+    with torch.inference_mode():
+        plain_cls = plain.model(video_features=VideoFeatures(tokens=plain_clip.tokens), head="open", output_cls_attention=True, **text).cls_attention[0]
+    assert np.allclose(plain.answer(plain_clip, question).relevance, frame_relevance(plain_cls, 4, 8), atol=1e-6)
 
 
 def test_how_many_times_goes_to_the_count_head(service, clips):
