@@ -1,15 +1,16 @@
 """Make the bundled demo checkpoint, end to end, on a CPU.
 
-    python -m finetune.make_demo                    # about 50 minutes on a fast pair of CPU cores, 90 on a slow one (docs/results.md)
+    python -m finetune.make_demo                    # about 70 minutes on a fast pair of CPU cores (docs/results.md)
 
 1. generate the synthetic moving-shapes benchmark (`clover.data.synthetic`) unless it is there;
-2. pre-train clover-tiny's video encoder for 3,000 steps to name the actions, colours and shapes of
-   fresh scenes of the benchmark's kind, rendered in memory (`finetune.pretrain_video`: our analogue of
-   the paper's Kinetics-trained Video Swin, without which the motion questions stay at chance:
-   docs/results.md), with the early-convolution stem (`--video_stem conv`: docs/results.md, "Early
-   convolutions, measured for longer"); `--video_shape_weight 4 --video_unweighted_steps 1500` weights
-   the shape labels in it, then trains 1,500 steps more unweighted, so that the encoder knows shapes
-   (docs/results.md, "Shapes in the answers");
+2. pre-train clover-tiny's video encoder to name the actions, colours and shapes of fresh scenes of
+   the benchmark's kind, rendered in memory (`finetune.pretrain_video`: our analogue of the paper's
+   Kinetics-trained Video Swin, without which the motion questions stay at chance: docs/results.md),
+   with the early-convolution stem and one stride-1 layer more (`--video_stem deep_conv`:
+   docs/results.md, "Early convolutions, measured for longer"): 3,000 steps with the shape labels'
+   loss weighted 4 times (`--video_shape_weight`), then 1,500 unweighted (`--video_unweighted_steps`),
+   so that the encoder knows shapes as well as motion (docs/results.md, "Shapes in the answers", "The
+   shape-trained video stage bundled");
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`),
    the video encoder at a tenth of the learning rate so that it keeps the motion it has learnt;
 4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
@@ -77,17 +78,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--benchmark_seed", type=int, default=0, help="seed of the benchmark, when it is generated")
     parser.add_argument("--video_pretrain_steps", type=int, default=3000, help="steps of the video encoder's supervised pre-training (0: none)")
     parser.add_argument("--video_pretrained", help="reuse this video pre-training run (e.g. runs/demo/video) instead of running the stage")
-    parser.add_argument("--video_shape_weight", type=float, default=1.0,
+    parser.add_argument("--video_shape_weight", type=float, default=4.0,
                         help="the video stage's weight of each shape label against the other labels' 1 (pretrain_video's "
-                             "--shape_weight; docs/results.md, \"Shapes in the answers\")")
-    parser.add_argument("--video_unweighted_steps", type=int, default=0,
+                             "--shape_weight; docs/results.md, \"Shapes in the answers\"); 1: unweighted")
+    parser.add_argument("--video_unweighted_steps", type=int, default=1500,
                         help="after the video stage, this many steps more with every label weighted 1, from its encoder "
                              "(a fresh linear layer); the shapes learnt stay and the actions come back. When reusing a "
                              "stage made so, --video_pretrained is this second part's folder (e.g. runs/demo/video)")
-    parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="conv",
-                        help="clover-tiny's video stem in the video stage: conv, the early convolutions (the bundled "
-                             "checkpoint; docs/results.md, \"Early convolutions\"), deep_conv, the same with one stride-1 "
-                             "layer more, or patchify, the preset's and the paper's")
+    parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="deep_conv",
+                        help="clover-tiny's video stem in the video stage: deep_conv, the early convolutions with one "
+                             "stride-1 layer more (the bundled checkpoint), conv, the early convolutions (docs/results.md, "
+                             "\"Early convolutions\"), or patchify, the preset's and the paper's")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)
     parser.add_argument("--pretrain_video_lr_multiplier", type=float, default=0.1,

@@ -557,8 +557,7 @@ EXAMPLE_CAPTIONS = {
     "syn01400.mp4": "a small green triangle moves left twice then moves right then grows three times while a big white "
     "circle jumps twice and a big orange cross moves up then moves right then blinks .",
     "syn01401.mp4": "a small yellow diamond jumps twice .",
-    "syn01402.gif": "a big white cross jumps three times while a small purple square rotates four times and a small blue "
-    "triangle shrinks then grows four times .",
+    "syn01410.mp4": "a small white diamond moves down then shrinks four times .",
 }
 
 
@@ -704,12 +703,13 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     # A saved run is passed on to the caption pre-training as its start.
     video = tmp_path / "video"
     video.mkdir()
-    (video / "config.json").write_text(json.dumps({"video_stem": "conv"}))
-    # One that trained for other steps than recipe.json would record is refused, with the flag to pass.
-    (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
-    with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000: pass --video_pretrain_steps 1500"):
+    (video / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
+    # One that trained for other steps than recipe.json would record is refused, with the flag to pass
+    # (the recipe's stage has two parts: the folder reused is the second's, 1,500 unweighted steps).
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 500}))
+    with pytest.raises(SystemExit, match="trained for 500 steps, not --video_unweighted_steps 1500: pass --video_unweighted_steps 500"):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
-    (video / "video_pretraining.json").write_text(json.dumps({"steps": 3000}))
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
     started_from: list[Path | None] = []
 
     class StopAfterTheStart(Exception):
@@ -726,7 +726,7 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     # One with another video stem than the recipe's is refused, with the flag to pass (a config.json
     # without the field is from before the field: the patchify stem).
     (video / "config.json").write_text("{}")
-    with pytest.raises(SystemExit, match="trained with video_stem=patchify, and this recipe asks for conv: pass --video_stem patchify"):
+    with pytest.raises(SystemExit, match="trained with video_stem=patchify, and this recipe asks for deep_conv: pass --video_stem patchify"):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
     with pytest.raises(StopAfterTheStart):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video), "--video_stem", "patchify"])
@@ -756,13 +756,13 @@ def test_make_demo_passes_the_video_learning_rate_to_the_caption_pretraining(tmp
     assert seen[0][seen[0].index("--output_dir") + 1] == str(tmp_path / "out")
 
 
-def test_make_demo_runs_its_video_stage_with_the_conv_stem_and_the_report_with_the_presets() -> None:
+def test_make_demo_runs_its_video_stage_with_the_deep_conv_stem_and_the_report_with_the_presets() -> None:
     from finetune import make_demo, pretrain_video
 
     demo = make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1, video_stem=make_demo.parse_args([]).video_stem)
-    assert demo[-2:] == ["--config_overrides", "video_stem=conv"]
+    assert demo[-2:] == ["--config_overrides", "video_stem=deep_conv"]
     assert "--config_overrides" not in make_demo.video_pretrain_arguments(Path("video"), steps=10, batch_size=2, seed=1)
-    assert pretrain_video.build_probe(pretrain_video.parse_args(demo)).clover.config.video_stem == "conv"
+    assert pretrain_video.build_probe(pretrain_video.parse_args(demo)).clover.config.video_stem == "deep_conv"
 
 
 def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -782,17 +782,19 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     assert weighted.config_overrides == "video_stem=deep_conv" and weighted.output_dir == str(tmp_path / "video_weighted")
     assert (unweighted.steps, unweighted.shape_weight, unweighted.checkpoint) == (1500, 1.0, str(tmp_path / "video_weighted"))
     assert unweighted.config_overrides is None and unweighted.output_dir == str(out)
-    # Without the second part the stage is one run, weighted or not (the bundled default: not).
+    assert vars(make_demo.parse_args([])) | {"seed": 2} == vars(make_demo.parse_args(argv))  # the bundled recipe's stage
+    # Without the second part the stage is one run, weighted or not.
     stages.clear()
-    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_shape_weight", "4"]), out)
-    assert [(stage.steps, stage.shape_weight, stage.output_dir) for stage in stages] == [(3000, 4.0, str(out))]
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_unweighted_steps", "0"]), out)
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_unweighted_steps", "0", "--video_shape_weight", "1"]), out)
+    assert [(stage.steps, stage.shape_weight, stage.output_dir) for stage in stages] == [(3000, 4.0, str(out)), (3000, 1.0, str(out))]
     # Reusing such a stage: its saved folder trained the second part's steps.
     out.mkdir()
     (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
     (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
     assert make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path) == out
     with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000"):
-        make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_stem", "deep_conv", "--video_pretrained", str(out)]), tmp_path)
+        make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_unweighted_steps", "0", "--video_pretrained", str(out)]), tmp_path)
     with pytest.raises(SystemExit, match="not --video_unweighted_steps 500: pass --video_unweighted_steps 1500"):
         make_demo.pretrain_video_encoder(make_demo.parse_args([*argv[:-4], "--video_unweighted_steps", "500", "--video_pretrained", str(out)]), tmp_path)
 
