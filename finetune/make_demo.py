@@ -172,6 +172,12 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
         if args.video_unweighted_steps > 0:  # a two-part stage: the folder of its second part
+            record = pretrain_video.saved_record(args.video_pretrained)
+            if record and not record.get("arguments", {}).get("checkpoint"):
+                raise SystemExit(
+                    f"{args.video_pretrained} is a one-part video stage (trained from a new encoder for {record['steps']} steps): "
+                    f"pass --video_unweighted_steps 0 --video_pretrain_steps {record['steps']} to reuse it"
+                )
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)

@@ -706,10 +706,11 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     (video / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
     # One that trained for other steps than recipe.json would record is refused, with the flag to pass
     # (the recipe's stage has two parts: the folder reused is the second's, 1,500 unweighted steps).
-    (video / "video_pretraining.json").write_text(json.dumps({"steps": 500}))
+    second_part = {"checkpoint": str(tmp_path / "video_weighted")}  # trained on from the first part
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 500, "arguments": second_part}))
     with pytest.raises(SystemExit, match="trained for 500 steps, not --video_unweighted_steps 1500: pass --video_unweighted_steps 500"):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
-    (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
+    (video / "video_pretraining.json").write_text(json.dumps({"steps": 1500, "arguments": second_part}))
     started_from: list[Path | None] = []
 
     class StopAfterTheStart(Exception):
@@ -791,12 +792,16 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     # Reusing such a stage: its saved folder trained the second part's steps.
     out.mkdir()
     (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
-    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500}))
+    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500, "arguments": {"checkpoint": str(tmp_path / "video_weighted")}}))
     assert make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path) == out
     with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000"):
         make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_unweighted_steps", "0", "--video_pretrained", str(out)]), tmp_path)
     with pytest.raises(SystemExit, match="not --video_unweighted_steps 500: pass --video_unweighted_steps 1500"):
         make_demo.pretrain_video_encoder(make_demo.parse_args([*argv[:-4], "--video_unweighted_steps", "500", "--video_pretrained", str(out)]), tmp_path)
+    # A one-part stage (trained from a new encoder) is not taken for a second part.
+    (out / "video_pretraining.json").write_text(json.dumps({"steps": 3000, "arguments": {"checkpoint": None}}))
+    with pytest.raises(SystemExit, match="one-part video stage .* pass --video_unweighted_steps 0 --video_pretrain_steps 3000"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path)
 
 
 def _synthetic_breakdown():
