@@ -834,9 +834,7 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         if head == "mc" and "mc_match" in self.heads:
             logits = logits + self.heads["mc_match"](features, text_states, self._token_mask(candidate_token_mask, input_ids))
         cls_attention, question_attention = fused.cls_attention, None
-        if output_question_attention and "question_pooling" in self.heads:
-            if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:  # one clip, many questions
-                video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
+        if output_question_attention and "question_pooling" in self.heads:  # one clip broadcasts over the questions
             question_attention = self.heads["question_pooling"].attention(text_states, attention_mask, video_tokens)  # (B or B*K, n)
         if head == "mc":
             logits = logits.view(batch, num_candidates)  # (B, K)

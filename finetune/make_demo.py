@@ -191,16 +191,12 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     if args.video_pretrain_steps <= 0:
         return None
     common = {"batch_size": args.batch_size, "seed": args.seed}
-    if args.video_unweighted_steps <= 0:
-        pretrain_video.main(video_pretrain_arguments(
-            out, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
-        ))  # fmt: skip
-        return out
-    weighted = out.with_name(out.name + "_weighted")
+    first = out.with_name(out.name + "_weighted") if args.video_unweighted_steps > 0 else out
     pretrain_video.main(video_pretrain_arguments(
-        weighted, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
+        first, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
     ))  # fmt: skip
-    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_unweighted_steps, start=weighted, **common))
+    if first != out:
+        pretrain_video.main(video_pretrain_arguments(out, steps=args.video_unweighted_steps, start=first, **common))
     return out
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
 
 from clover.configuration_clover import CloverConfig
-from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel, QuestionGuidedPooling
+from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel, QuestionGuidedPooling, VideoFeatures
 from clover.video_swin import SwinTransformer3D, load_video_swin_checkpoint
 
 ANSWERS = {0: "circle", 1: "square", 2: "star", 3: "red", 4: "blue"}
@@ -564,6 +564,11 @@ def test_question_attention_is_the_pooling_attention_and_its_candidates_mean():
         assert out.question_attention.shape == (2, 4 * 7 * 7)
         assert torch.allclose(out.question_attention, by_hand, atol=1e-6)
         assert torch.allclose(out.question_attention.sum(-1), torch.ones(2), atol=1e-5)
+        # One clip's features broadcast over several questions.
+        one_clip = VideoFeatures(tokens=tokens[:1])
+        broadcast = model(input_ids=input_ids, attention_mask=attention_mask, video_features=one_clip, head="open", output_question_attention=True)
+        expected = pooling.attention(model.clover.encode_text(input_ids, attention_mask), attention_mask, tokens[:1].expand(2, -1, -1, -1, -1))
+        assert torch.allclose(broadcast.question_attention, expected, atol=1e-6)
         _, mc_ids, mc_mask = random_inputs(batch=2, candidates=3)
         mc = model(pixel_values, mc_ids, mc_mask, head="mc", candidate_token_mask=mc_mask, output_question_attention=True)
         states = model.clover.encode_text(mc_ids.flatten(0, 1), mc_mask.flatten(0, 1))  # (6, L, D)

@@ -63,10 +63,9 @@ def test_answer_frames_timestamps_and_relevance(service, clips):
     assert np.allclose(answer.relevance[0::2], answer.relevance[1::2])
 
 
-def test_relevance_comes_from_the_question_pooling_where_the_model_has_one(tiny_checkpoint, clips, tmp_path):
+def test_relevance_comes_from_the_question_pooling_where_the_model_has_one(tiny_checkpoint, clips):
     """With `qa_pooling="cls+max+query"` the per-frame relevance is the pooling's attention summed per
-    temporal slot (its asked-about frames more than the near-uniform [CLS]: docs/app.md); without it,
-    the fused [CLS]'s."""
+    temporal slot (docs/app.md); without it, the fused [CLS]'s."""
     from clover.inference import CloverInference, frame_relevance
     from clover.modeling_clover import CloverForVideoQA
     from clover.processing_clover import CloverProcessor

@@ -644,8 +644,7 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     from finetune import make_demo
 
     checkpoint = Path(__file__).resolve().parents[1] / "examples" / "checkpoint"
-    # A recipe recorded before the video stage's shape weighting existed had none: weight 1, no second part.
-    recorded = {"video_shape_weight": 1.0, "video_unweighted_steps": 0, **json.loads((checkpoint / "recipe.json").read_text())["arguments"]}
+    recorded = json.loads((checkpoint / "recipe.json").read_text())["arguments"]
     defaults = vars(make_demo.parse_args([]))
     # Folders (`video_pretrained` reuses the output of the same video stage, whose length make_demo checks
     # against --video_pretrain_steps), and how clips are loaded: where frames are decoded, never which
