@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetune.pretrain_video import TARGETS, balanced_accuracy, main, render_set, scene_labels  # noqa: E402
+from finetune.pretrain_video import TARGETS, balanced_accuracy, main, render_set, scene_counts, scene_labels  # noqa: E402
 
-__all__ = ["TARGETS", "balanced_accuracy", "main", "render_set", "scene_labels"]
+__all__ = ["TARGETS", "balanced_accuracy", "main", "render_set", "scene_counts", "scene_labels"]
 
 if __name__ == "__main__":
     main()

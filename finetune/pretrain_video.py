@@ -17,6 +17,13 @@ file is written). Every `--eval_every` steps one JSON line gives the val score p
 accuracy ((true-positive rate + true-negative rate) / 2, so 50 is chance whatever the label's
 frequency), their mean, and the share of val clips whose whole label set is right.
 
+`--count_weight W` (W > 0) adds a second output: how many times the clip's objects blink and how many
+times they jump, in all (the repetitions the Count questions ask about), regressed by one linear layer
+on the mean of the output tokens, its squared error weighted W against the labels' loss. The mean,
+not the max: a mean of per-token contributions can only count if each token marks what happens in its
+own stretch of time, which is what a question's attention pooling reads when it counts. Its val
+figures are the squared error and the share rounded to the true count, per action.
+
 `--output_dir` saves the Clover model (the trained video encoder, the rest as initialised) with its
 processor, for `finetune/pretrain.py --model` or `finetune/train_qa.py --model`, and its arguments,
 step count and last evaluation in `video_pretraining.json`. `--checkpoint` starts
@@ -78,6 +85,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape_weight", type=float, default=1.0,
                         help="weight of each shape label's loss term against the others' 1, the weights then scaled to a mean "
                              "of 1 (--target scene: 4 brought the shapes from 60 to 87 %% in 3,000 steps, docs/results.md)")
+    parser.add_argument("--count_weight", type=float, default=0.0,
+                        help="also regress how many times the objects blink and jump, on the mean-pooled tokens, "
+                             "this loss weighted so against the labels' (0: no count output)")
     parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--time_limit", type=float, help="stop (and save) at the first evaluation after this many seconds of training")
     parser.add_argument("--seed", type=int, default=0)
@@ -100,23 +110,34 @@ def scene_labels(scene: synthetic.Scene, target: str) -> list[int]:
     return [int(label in present) for label in TARGETS[target]]
 
 
-def _render(job: tuple[str, int, str, int, int]) -> tuple[torch.Tensor, list[int]]:
+def scene_counts(scene: synthetic.Scene) -> list[int]:
+    """How many times the scene's objects do each counted action (blink, jump), summed over objects:
+    the repetitions a Count question asks about, for the whole clip."""
+    return [sum(obj.reps_of(action) for obj in scene.objects) for action in synthetic.COUNTED_ACTIONS]
+
+
+def _render(job: tuple[str, int, str, int, int]) -> tuple[torch.Tensor, list[int], list[int]]:
     name, index, target, size, num_frames = job
     scene = synthetic.sample_scene(random.Random(name), name, index, "probe")
-    return torch.from_numpy(synthetic.render_clip(scene, size, num_frames)), scene_labels(scene, target)
+    frames = torch.from_numpy(synthetic.render_clip(scene, size, num_frames))
+    return frames, scene_labels(scene, target), scene_counts(scene)
 
 
 def render_set(
     seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8 and labels (N, L)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8, labels (N, L) and
+    counts (N, 2): the repetitions of blink and jump (`scene_counts`)."""
     jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames) for index in range(count)]
     if workers > 1:  # spawned, not forked: a worker forked from a process with torch's threads can hang
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rendered = pool.map(_render, jobs, chunksize=64)
     else:
         rendered = [_render(job) for job in jobs]
-    return torch.stack([frames for frames, _ in rendered]), torch.tensor([labels for _, labels in rendered], dtype=torch.float)
+    frames = torch.stack([clip for clip, _, _ in rendered])
+    labels = torch.tensor([labels for _, labels, _ in rendered], dtype=torch.float)
+    counts = torch.tensor([counts for _, _, counts in rendered], dtype=torch.float)
+    return frames, labels, counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,20 +147,23 @@ def render_set(
 
 class VideoProbe(nn.Module):
     """A Clover video encoder and one linear layer on its max- or mean-pooled output tokens; frames
-    are normalised by the model's own processor, as for question answering."""
+    are normalised by the model's own processor, as for question answering. With `count_head`, a
+    second linear layer on the mean of the tokens regresses the blink and jump repetitions."""
 
-    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str) -> None:
+    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str, count_head: bool = False) -> None:
         super().__init__()
         self.clover, self.processor, self.pool = clover, processor, pool
         self.classifier = nn.Linear(clover.config.video_width, num_labels)
+        self.counter = nn.Linear(clover.config.video_width, len(synthetic.COUNTED_ACTIONS)) if count_head else None
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, S, S, 3) uint8 -> logits (B, L)."""
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """frames (B, T, S, S, 3) uint8 -> logits (B, L) and, with the count head, counts (B, 2)."""
         pixels = torch.stack([self.processor.preprocess_frames(clip) for clip in frames])  # (B, T, 3, S, S)
         pixels = pixels.to(self.classifier.weight.device)
         tokens = self.clover.encode_video(pixels).tokens.flatten(1, 3)  # (B, t*h*w, C)
         pooled = tokens.amax(dim=1) if self.pool == "max" else tokens.mean(dim=1)  # (B, C)
-        return self.classifier(pooled)
+        counts = self.counter(tokens.mean(dim=1)) if self.counter is not None else None  # (B, 2)
+        return self.classifier(pooled), counts
 
 
 def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -152,18 +176,34 @@ def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return 100 * torch.where(both, (tpr + tnr) / 2, torch.where(positive.sum(0) > 0, tpr, tnr))
 
 
-@torch.no_grad()
-def evaluate(probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str]) -> dict[str, Any]:
-    probe.eval()
-    logits = torch.cat([probe(frames[start : start + 64]).cpu() for start in range(0, len(frames), 64)])
-    probe.train()
-    predicted = logits > 0
-    per_label = balanced_accuracy(predicted, labels)
+def count_scores(predicted: torch.Tensor, counts: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Per counted action: the squared error of the predicted counts (N, 2) against the true ones, and
+    the share (%) that rounds to the true count."""
+    errors = ((predicted - counts) ** 2).mean(0)  # (2,)
+    exact = 100 * (predicted.round() == counts).float().mean(0)  # (2,)
     return {
+        action: {"mse": round(float(error), 3), "exact": round(float(share), 1)}
+        for action, error, share in zip(synthetic.COUNTED_ACTIONS, errors, exact)
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str], counts: torch.Tensor | None = None
+) -> dict[str, Any]:
+    probe.eval()
+    outputs = [probe(frames[start : start + 64]) for start in range(0, len(frames), 64)]
+    probe.train()
+    predicted = torch.cat([logits.cpu() for logits, _ in outputs]) > 0
+    per_label = balanced_accuracy(predicted, labels)
+    scores = {
         "balanced_accuracy": round(float(per_label.mean()), 1),
         "exact_set": round(100 * float((predicted == labels.bool()).all(1).float().mean()), 1),
         "per_label": {name: round(float(value), 1) for name, value in zip(names, per_label)},
     }
+    if probe.counter is not None and counts is not None:
+        scores["counts"] = count_scores(torch.cat([counted.cpu() for _, counted in outputs]), counts)
+    return scores
 
 
 def label_weights(names: Sequence[str], shape_weight: float) -> torch.Tensor:
@@ -184,7 +224,7 @@ def build_probe(args: argparse.Namespace) -> VideoProbe:
     else:
         config = CloverConfig.from_preset("clover-tiny", **parse_config_overrides(args.config_overrides))
         clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
-    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool)
+    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool, count_head=args.count_weight > 0)
     if args.freeze:
         probe.clover.requires_grad_(False)
     return probe.to(args.device)
@@ -195,19 +235,23 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.shape_weight <= 0 or (args.shape_weight != 1 and not set(names) & set(synthetic.SHAPES)):
         raise SystemExit(f"--shape_weight must be positive and needs a target with shape labels (scene or shapes); "
                          f"got {args.shape_weight} with --target {args.target}")
+    if args.count_weight < 0:
+        raise SystemExit(f"--count_weight must be 0 (no count output) or positive, got {args.count_weight}")
     weights = label_weights(names, args.shape_weight).to(args.device)
     probe = build_probe(args)
     began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
-    train_frames, train_labels = render_set(args.seed, "train", args.train_clips, args.target, args.workers, *shape)
-    val_frames, val_labels = render_set(args.seed, "val", args.val_clips, args.target, args.workers, *shape)
+    train_frames, train_labels, train_counts = render_set(args.seed, "train", args.train_clips, args.target, args.workers, *shape)
+    val_frames, val_labels, val_counts = render_set(args.seed, "val", args.val_clips, args.target, args.workers, *shape)
     rendered = round(time.time() - began, 1)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     curve, losses, began = [], [], time.time()
     for step in tqdm(range(1, args.steps + 1), desc="training"):
         index = torch.randint(0, len(train_frames), (args.batch_size,), generator=generator)
-        logits = probe(train_frames[index])  # (B, L)
+        logits, counts = probe(train_frames[index])  # (B, L), (B, 2) or None
         loss = F.binary_cross_entropy_with_logits(logits, train_labels[index].to(args.device), weight=weights)  # mean of w * term
+        if counts is not None:
+            loss = loss + args.count_weight * F.mse_loss(counts, train_counts[index].to(args.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -215,7 +259,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "seconds": round(time.time() - began), "render_seconds": rendered,
                      "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
-                     "val": evaluate(probe, val_frames, val_labels, names)}  # fmt: skip
+                     "val": evaluate(probe, val_frames, val_labels, names, val_counts)}  # fmt: skip
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()

@@ -380,6 +380,10 @@ def test_video_probe_labels_and_balanced_accuracy_by_hand() -> None:
     assert {name for name, on in shapes.items() if on} == {"circle", "square"}
     everything = dict(zip(video_probe.TARGETS["scene"], video_probe.scene_labels(scene, "scene")))
     assert {name for name, on in everything.items() if on} == {"blink", "move left", "red", "blue", "circle", "square"}
+    # The counts are the repetitions of blink and jump, summed over the objects: 2 blinks, no jump.
+    assert video_probe.scene_counts(scene) == [2, 0]
+    green = SceneObject("star", "green", "big", 0.5, 0.2, 0.0, 1, 0.1, [ActionStep("blink", 3, 0, 6), ActionStep("jump", 1, 6, 2)])
+    assert video_probe.scene_counts(Scene("probe", 1, "train", 1, background, [red, blue, green], False)) == [5, 1]
     # Label 0: positives rows 0, 1 (one found), negatives rows 2, 3 (both rejected): (1/2 + 2/2) / 2 = 75 %.
     # Label 1: always present, 2 of 4 found: 50 %. Label 2: never present, 1 of 4 false alarms: 75 %.
     labels = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.float)
@@ -395,9 +399,11 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     scores = curve[-1]["val"]
     assert list(scores["per_label"]) == list(synthetic.REPEATED_ACTIONS)
     assert all(0 <= value <= 100 for value in scores["per_label"].values()) and 0 <= scores["exact_set"] <= 100
-    frames, labels = video_probe.render_set(0, "val", 3, "colors", workers=1)
+    assert "counts" not in scores  # no count output unless asked
+    frames, labels, counts = video_probe.render_set(0, "val", 3, "colors", workers=1)
     assert frames.shape == (3, 8, 112, 112, 3) and frames.dtype == torch.uint8
     assert labels.shape == (3, len(COLORS)) and set(labels.sum(1).tolist()) <= {1.0, 2.0, 3.0}  # 1 to 3 objects
+    assert counts.shape == (3, 2) and counts.min() >= 0 and counts.max() <= 3 * synthetic.MAX_REPS
     # The trained encoder is saved as a Clover model (finetune.pretrain_video --output_dir) a QA model starts from.
     from clover import CloverForVideoQA, CloverProcessor
     from clover.modeling_clover import CloverModel
@@ -423,6 +429,34 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     curve = video_probe.main([*argv[:4], "--steps", "5", *argv[6:], "--time_limit", "0", "--save", str(tmp_path / "short")])
     assert [point["step"] for point in curve] == [1]
     assert (tmp_path / "short" / "config.json").exists() and trained_steps(tmp_path / "short") == 1
+
+
+def test_video_stage_count_output_trains_and_is_scored_by_hand(tmp_path: Path) -> None:
+    """--count_weight adds a count regression on the mean-pooled tokens: its loss reaches the encoder
+    (two runs alike but for it save different encoders), its val scores are the squared error and the
+    rounded share per counted action, and a negative weight is refused."""
+    from finetune import pretrain_video
+    from clover.modeling_clover import CloverModel
+
+    # Blink: errors 0.4, 0.6 -> MSE (0.16 + 0.36) / 2, 1 of 2 rounds right. Jump: errors 0, 1 -> 0.5, 50 %.
+    predicted, counts = torch.tensor([[2.4, 0.0], [0.6, 2.0]]), torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    assert pretrain_video.count_scores(predicted, counts) == {"blink": {"mse": 0.26, "exact": 50.0}, "jump": {"mse": 0.5, "exact": 50.0}}
+    argv = ["--target", "scene", "--train_clips", "4", "--val_clips", "3", "--steps", "2", "--eval_every", "1",
+            "--batch_size", "2", "--workers", "1"]  # fmt: skip
+    curve = pretrain_video.main([*argv, "--count_weight", "1", "--output_dir", str(tmp_path / "counted")])
+    scores = curve[-1]["val"]["counts"]
+    assert list(scores) == ["blink", "jump"]
+    assert all(value["mse"] >= 0 and 0 <= value["exact"] <= 100 for value in scores.values())
+    pretrain_video.main([*argv, "--output_dir", str(tmp_path / "labels_only")])
+    weight = "video_encoder.patch_embed.proj.weight"
+    counted, labels_only = (CloverModel.from_pretrained(tmp_path / run).state_dict()[weight] for run in ("counted", "labels_only"))
+    assert not torch.equal(counted, labels_only)
+    probe = pretrain_video.build_probe(pretrain_video.parse_args([*argv, "--count_weight", "1"]))
+    frames, _, _ = pretrain_video.render_set(0, "val", 2, "scene", workers=1)
+    logits, predicted_counts = probe(frames)
+    assert logits.shape == (2, 22) and predicted_counts.shape == (2, 2)
+    with pytest.raises(SystemExit, match="--count_weight must be 0 .* or positive, got -1"):
+        pretrain_video.train(pretrain_video.parse_args([*argv, "--count_weight", "-1"]))
 
 
 def test_video_stage_shape_weight_scales_the_shape_terms_by_hand() -> None:
