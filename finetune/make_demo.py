@@ -10,7 +10,8 @@
    docs/results.md, "Early convolutions, measured for longer"): 3,000 steps with the shape labels'
    loss weighted 4 times (`--video_shape_weight`), then 1,500 unweighted (`--video_unweighted_steps`),
    so that the encoder knows shapes as well as motion (docs/results.md, "Shapes in the answers", "The
-   shape-trained video stage bundled");
+   shape-trained video stage bundled"), these last also regressing how many times the objects blink
+   and jump (`--video_count_weight 0.25`: docs/results.md, "Counting in the video stage");
 3. pre-train the model on the benchmark's captions with the Clover objective (`finetune.pretrain`),
    the video encoder at a tenth of the learning rate so that it keeps the motion it has learnt;
 4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
@@ -85,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="after the video stage, this many steps more with every label weighted 1, from its encoder "
                              "(a fresh linear layer); the shapes learnt stay and the actions come back. When reusing a "
                              "stage made so, --video_pretrained is this second part's folder (e.g. runs/demo/video)")
+    parser.add_argument("--video_count_weight", type=float, default=0.25,
+                        help="the video stage's last part (the unweighted one, when there are two) also regresses how many "
+                             "times the objects blink and jump, this loss weighted so (pretrain_video's --count_weight; 0: "
+                             "not; docs/results.md, \"Counting in the video stage\")")
     parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="deep_conv",
                         help="clover-tiny's video stem in the video stage: deep_conv, the early convolutions with one "
                              "stride-1 layer more (the bundled checkpoint), conv, the early convolutions (docs/results.md, "
@@ -146,21 +151,23 @@ def pretrain_arguments(
 
 def video_pretrain_arguments(
     out: Path, *, steps: int, batch_size: int, seed: int, video_stem: str = "patchify", shape_weight: float = 1.0,
-    start: Path | None = None,
+    count_weight: float = 0.0, start: Path | None = None,
 ) -> list[str]:  # fmt: skip
     """`finetune.pretrain_video`'s arguments for the recipe's first stage: a new clover-tiny's video
     encoder trained to name the actions, colours and shapes of rendered scenes, saved in `out` (also
     the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from, with the
     preset's patchify stem); `video_stem` other than the preset's is set through `--config_overrides`.
-    With `start`, the encoder saved there trains on (its stem is its own), with a fresh linear layer."""
+    With `start`, the encoder saved there trains on (its stem is its own), with a fresh linear layer;
+    `count_weight` > 0 adds the blink and jump counts to what it learns."""
     if start is not None:
         origin = ["--checkpoint", str(start)]
     else:
         origin = [] if video_stem == "patchify" else ["--config_overrides", f"video_stem={video_stem}"]
     weight = [] if shape_weight == 1 else ["--shape_weight", str(shape_weight)]
+    counts = [] if count_weight == 0 else ["--count_weight", str(count_weight)]
     return [
         "--target", "scene", "--steps", str(steps), "--batch_size", str(batch_size),
-        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *origin, *weight,
+        "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *origin, *weight, *counts,
     ]  # fmt: skip
 
 
@@ -168,7 +175,8 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     """The recipe's first stage: `--video_pretrained` reused (checked against `--video_pretrain_steps`,
     or `--video_unweighted_steps` for a two-part stage, which recipe.json records), or trained into
     `out` (with `--video_unweighted_steps`, its first part into `out`_weighted), or none with
-    `--video_pretrain_steps 0`."""
+    `--video_pretrain_steps 0`. `--video_count_weight` goes to the part saved in `out`, and a reused
+    stage must have been trained with it."""
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
         if args.video_unweighted_steps > 0:  # a two-part stage: the folder of its second part
@@ -181,6 +189,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+        check_count_weight(run, args.video_count_weight)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
             raise SystemExit(
@@ -192,12 +201,28 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
         return None
     common = {"batch_size": args.batch_size, "seed": args.seed}
     first = out.with_name(out.name + "_weighted") if args.video_unweighted_steps > 0 else out
+    first_counts = args.video_count_weight if first == out else 0.0
     pretrain_video.main(video_pretrain_arguments(
-        first, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight, **common
+        first, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight,
+        count_weight=first_counts, **common,
     ))  # fmt: skip
     if first != out:
-        pretrain_video.main(video_pretrain_arguments(out, steps=args.video_unweighted_steps, start=first, **common))
+        pretrain_video.main(video_pretrain_arguments(
+            out, steps=args.video_unweighted_steps, start=first, count_weight=args.video_count_weight, **common
+        ))  # fmt: skip
     return out
+
+
+def check_count_weight(run: Path, count_weight: float) -> None:
+    """A SystemExit when the reused stage in `run` was trained with another `--count_weight` than the
+    recipe's `--video_count_weight` (recipe.json would record a stage that was not run)."""
+    record = pretrain_video.saved_record(run)
+    saved = record.get("arguments", {}).get("count_weight", 0.0) if record else 0.0
+    if saved != count_weight:
+        raise SystemExit(
+            f"{run} was trained with --count_weight {saved:g}, and this recipe asks for --video_count_weight {count_weight:g}: "
+            f"pass --video_count_weight {saved:g} to reuse it, or leave out --video_pretrained for a new video stage"
+        )
 
 
 def pretrain(args: argparse.Namespace, data: Path, out: Path, start: Path | None) -> Path:

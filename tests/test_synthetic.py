@@ -587,26 +587,30 @@ def test_export_checkpoint_heads_the_model_card_with_the_demos_scores_and_search
 
 
 # The benchmark's own captions of the example clips' scenes (test split: no model saw these clips).
-EXAMPLE_CAPTIONS = {
-    "syn01400.mp4": "a small green triangle moves left twice then moves right then grows three times while a big white "
+EXAMPLE_CAPTIONS = {  # the example scenes' captions (the description column of the test split's FrameQA file)
+    "syn01400": "a small green triangle moves left twice then moves right then grows three times while a big white "
     "circle jumps twice and a big orange cross moves up then moves right then blinks .",
-    "syn01401.mp4": "a small yellow diamond jumps twice .",
-    "syn01410.mp4": "a small white diamond moves down then shrinks four times .",
+    "syn01401": "a small yellow diamond jumps twice .",
 }
 
 
 def test_the_bundled_demo_checkpoints_search_finds_each_example_clip_by_its_caption() -> None:
-    """The app's search on the bundled checkpoint: each example scene's caption ranks its own clip first
-    among the three, through the retrieval heads `make_demo` fits to the fine-tuned encoders."""
+    """The app's search on the bundled checkpoint: each example scene's caption ranks every clip of that
+    scene (MP4, GIF or AVI) above every clip of the other scenes, through the retrieval heads
+    `make_demo` fits to the fine-tuned encoders."""
     from clover.inference import CloverInference
 
     clips_dir = Path(__file__).resolve().parents[1] / "examples" / "clips"
     engine = CloverInference.from_pretrained(clips_dir.parent / "checkpoint")
-    names = list(EXAMPLE_CAPTIONS)
-    features = [engine.clip_features(clips_dir / name)[0] for name in names]
-    for name, caption in EXAMPLE_CAPTIONS.items():
+    clips = sorted(clips_dir.iterdir())
+    scenes = [clip.name.split("_")[0].split(".")[0] for clip in clips]
+    assert set(scenes) == set(EXAMPLE_CAPTIONS) and len(clips) > len(EXAMPLE_CAPTIONS)
+    features = [engine.clip_features(clip)[0] for clip in clips]
+    for scene, caption in EXAMPLE_CAPTIONS.items():
         similarities = engine.similarities(caption, features)
-        assert names[max(range(len(names)), key=similarities.__getitem__)] == name, (name, similarities)
+        own = [value for value, of in zip(similarities, scenes) if of == scene]
+        others = [value for value, of in zip(similarities, scenes) if of != scene]
+        assert min(own) > max(others), (scene, dict(zip([clip.name for clip in clips], similarities)))
 
 
 def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -739,7 +743,7 @@ def test_make_demo_reuses_a_video_pretraining_run_and_says_when_there_is_none(
     (video / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
     # One that trained for other steps than recipe.json would record is refused, with the flag to pass
     # (the recipe's stage has two parts: the folder reused is the second's, 1,500 unweighted steps).
-    second_part = {"checkpoint": str(tmp_path / "video_weighted")}  # trained on from the first part
+    second_part = {"checkpoint": str(tmp_path / "video_weighted"), "count_weight": 0.25}  # trained on from the first part
     (video / "video_pretraining.json").write_text(json.dumps({"steps": 500, "arguments": second_part}))
     with pytest.raises(SystemExit, match="trained for 500 steps, not --video_unweighted_steps 1500: pass --video_unweighted_steps 500"):
         make_demo.main(["--data", str(bench), "--work_dir", str(tmp_path), "--video_pretrained", str(video)])
@@ -815,6 +819,7 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     assert (weighted.steps, weighted.shape_weight, weighted.checkpoint, weighted.seed) == (3000, 4.0, None, 2)
     assert weighted.config_overrides == "video_stem=deep_conv" and weighted.output_dir == str(tmp_path / "video_weighted")
     assert (unweighted.steps, unweighted.shape_weight, unweighted.checkpoint) == (1500, 1.0, str(tmp_path / "video_weighted"))
+    assert (weighted.count_weight, unweighted.count_weight) == (0.0, 0.25)  # the counts in the second part
     assert unweighted.config_overrides is None and unweighted.output_dir == str(out)
     assert vars(make_demo.parse_args([])) | {"seed": 2} == vars(make_demo.parse_args(argv))  # the bundled recipe's stage
     # Without the second part the stage is one run, weighted or not.
@@ -825,7 +830,8 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     # Reusing such a stage: its saved folder trained the second part's steps.
     out.mkdir()
     (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
-    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500, "arguments": {"checkpoint": str(tmp_path / "video_weighted")}}))
+    second_part = {"checkpoint": str(tmp_path / "video_weighted"), "count_weight": 0.25}
+    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500, "arguments": second_part}))
     assert make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path) == out
     with pytest.raises(SystemExit, match="trained for 1500 steps, not --video_pretrain_steps 3000"):
         make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_unweighted_steps", "0", "--video_pretrained", str(out)]), tmp_path)
@@ -835,6 +841,33 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     (out / "video_pretraining.json").write_text(json.dumps({"steps": 3000, "arguments": {"checkpoint": None}}))
     with pytest.raises(SystemExit, match="one-part video stage .* pass --video_unweighted_steps 0 --video_pretrain_steps 3000"):
         make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path)
+
+
+def test_make_demo_video_count_weight_goes_to_the_stage_last_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--video_count_weight W: the count output is trained in the part saved in the stage's folder
+    (the unweighted second part, or the only part), and a reused stage must have been trained with W."""
+    from finetune import make_demo, pretrain_video
+
+    stages: list[argparse.Namespace] = []
+    monkeypatch.setattr(make_demo.pretrain_video, "main", lambda argv: stages.append(pretrain_video.parse_args(argv)))
+    out = tmp_path / "video"
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_count_weight", "0.5"]), out)
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_count_weight", "0.5", "--video_unweighted_steps", "0"]), out)
+    assert [(stage.output_dir, stage.count_weight) for stage in stages] == [
+        (str(tmp_path / "video_weighted"), 0.0), (str(out), 0.5), (str(out), 0.5)
+    ]
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
+    record = {"steps": 1500, "arguments": {"checkpoint": str(tmp_path / "video_weighted"), "count_weight": 0.5}}
+    (out / "video_pretraining.json").write_text(json.dumps(record))
+    reuse = ["--video_pretrained", str(out)]
+    assert make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "0.5"]), tmp_path) == out
+    with pytest.raises(SystemExit, match="trained with --count_weight 0.5, and this recipe asks for --video_count_weight 0: pass --video_count_weight 0.5"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "0"]), tmp_path)
+    del record["arguments"]["count_weight"]  # a stage recorded before the count output had none
+    (out / "video_pretraining.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="trained with --count_weight 0, and this recipe asks for --video_count_weight 1"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "1"]), tmp_path)
 
 
 def _synthetic_breakdown():
