@@ -179,8 +179,8 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     stage must have been trained with it."""
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
+        record = pretrain_video.saved_record(args.video_pretrained) or {}  # none for a run saved before the record
         if args.video_unweighted_steps > 0:  # a two-part stage: the folder of its second part
-            record = pretrain_video.saved_record(args.video_pretrained)
             if record and not record.get("arguments", {}).get("checkpoint"):
                 raise SystemExit(
                     f"{args.video_pretrained} is a one-part video stage (trained from a new encoder for {record['steps']} steps): "
@@ -189,7 +189,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
-        check_count_weight(run, args.video_count_weight)
+        check_count_weight(run, record, args.video_count_weight)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
             raise SystemExit(
@@ -213,11 +213,11 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     return out
 
 
-def check_count_weight(run: Path, count_weight: float) -> None:
-    """A SystemExit when the reused stage in `run` was trained with another `--count_weight` than the
-    recipe's `--video_count_weight` (recipe.json would record a stage that was not run)."""
-    record = pretrain_video.saved_record(run)
-    saved = record.get("arguments", {}).get("count_weight", 0.0) if record else 0.0
+def check_count_weight(run: Path, record: dict[str, Any], count_weight: float) -> None:
+    """A SystemExit when the reused stage in `run` (its saved `record`) was trained with another
+    `--count_weight` than the recipe's `--video_count_weight` (recipe.json would record a stage that
+    was not run)."""
+    saved = record.get("arguments", {}).get("count_weight", 0.0)
     if saved != count_weight:
         raise SystemExit(
             f"{run} was trained with --count_weight {saved:g}, and this recipe asks for --video_count_weight {count_weight:g}: "
