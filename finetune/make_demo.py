@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the video stage's last part (the unweighted one, when there are two) also regresses how many "
                              "times the objects blink and jump, this loss weighted so (pretrain_video's --count_weight; 0: "
                              "not; docs/results.md, \"Counting in the video stage\")")
+    parser.add_argument("--video_count_target", choices=tuple(pretrain_video.COUNT_TARGETS), default="totals",
+                        help="what that count output regresses (pretrain_video's --count_target): totals, the clip's blink "
+                             "and jump repetitions; bound, every repeatable action's per colour and per shape")
     parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="deep_conv",
                         help="clover-tiny's video stem in the video stage: deep_conv, the early convolutions with one "
                              "stride-1 layer more (the bundled checkpoint), conv, the early convolutions (docs/results.md, "
@@ -151,20 +154,22 @@ def pretrain_arguments(
 
 def video_pretrain_arguments(
     out: Path, *, steps: int, batch_size: int, seed: int, video_stem: str = "patchify", shape_weight: float = 1.0,
-    count_weight: float = 0.0, start: Path | None = None,
+    count_weight: float = 0.0, count_target: str = "totals", start: Path | None = None,
 ) -> list[str]:  # fmt: skip
     """`finetune.pretrain_video`'s arguments for the recipe's first stage: a new clover-tiny's video
     encoder trained to name the actions, colours and shapes of rendered scenes, saved in `out` (also
     the video encoder every pre-trained arm of `benchmarks/synthetic_qa.py` starts from, with the
     preset's patchify stem); `video_stem` other than the preset's is set through `--config_overrides`.
     With `start`, the encoder saved there trains on (its stem is its own), with a fresh linear layer;
-    `count_weight` > 0 adds the blink and jump counts to what it learns."""
+    `count_weight` > 0 adds repetition counts (`count_target`) to what it learns."""
     if start is not None:
         origin = ["--checkpoint", str(start)]
     else:
         origin = [] if video_stem == "patchify" else ["--config_overrides", f"video_stem={video_stem}"]
     weight = [] if shape_weight == 1 else ["--shape_weight", str(shape_weight)]
     counts = [] if count_weight == 0 else ["--count_weight", str(count_weight)]
+    if count_weight > 0 and count_target != "totals":
+        counts += ["--count_target", count_target]
     return [
         "--target", "scene", "--steps", str(steps), "--batch_size", str(batch_size),
         "--seed", str(seed), "--eval_every", "500", "--output_dir", str(out), *origin, *weight, *counts,
@@ -189,7 +194,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
-        check_count_weight(run, record, args.video_count_weight)
+        check_count_weight(run, record, args.video_count_weight, args.video_count_target)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
             raise SystemExit(
@@ -204,24 +209,32 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     first_counts = args.video_count_weight if first == out else 0.0
     pretrain_video.main(video_pretrain_arguments(
         first, steps=args.video_pretrain_steps, video_stem=args.video_stem, shape_weight=args.video_shape_weight,
-        count_weight=first_counts, **common,
+        count_weight=first_counts, count_target=args.video_count_target, **common,
     ))  # fmt: skip
     if first != out:
         pretrain_video.main(video_pretrain_arguments(
-            out, steps=args.video_unweighted_steps, start=first, count_weight=args.video_count_weight, **common
+            out, steps=args.video_unweighted_steps, start=first, count_weight=args.video_count_weight,
+            count_target=args.video_count_target, **common,
         ))  # fmt: skip
     return out
 
 
-def check_count_weight(run: Path, record: dict[str, Any], count_weight: float) -> None:
+def check_count_weight(run: Path, record: dict[str, Any], count_weight: float, count_target: str = "totals") -> None:
     """A SystemExit when the reused stage in `run` (its saved `record`) was trained with another
-    `--count_weight` than the recipe's `--video_count_weight` (recipe.json would record a stage that
-    was not run)."""
-    saved = record.get("arguments", {}).get("count_weight", 0.0)
+    `--count_weight` than the recipe's `--video_count_weight`, or (with counts) another `--count_target`
+    than its `--video_count_target` (recipe.json would record a stage that was not run)."""
+    arguments = record.get("arguments", {})
+    saved = arguments.get("count_weight", 0.0)
     if saved != count_weight:
         raise SystemExit(
             f"{run} was trained with --count_weight {saved:g}, and this recipe asks for --video_count_weight {count_weight:g}: "
             f"pass --video_count_weight {saved:g} to reuse it, or leave out --video_pretrained for a new video stage"
+        )
+    saved_target = arguments.get("count_target", "totals")  # a stage recorded before the option counted totals
+    if count_weight > 0 and saved_target != count_target:
+        raise SystemExit(
+            f"{run} was trained with --count_target {saved_target}, and this recipe asks for --video_count_target {count_target}: "
+            f"pass --video_count_target {saved_target} to reuse it, or leave out --video_pretrained for a new video stage"
         )
 
 

@@ -23,6 +23,11 @@ on the mean of the output tokens, its squared error weighted W against the label
 not the max: a mean of per-token contributions can only count if each token marks what happens in its
 own stretch of time, which is what a question's attention pooling reads when it counts. Its val
 figures are the squared error and the share rounded to the true count, per action.
+`--count_target bound` regresses instead, for each colour and each shape, how many times the objects
+of that colour (shape) do each of the nine repeatable actions: the count bound to the object, which
+is what "how many times does the red object blink ?" and "what does the circle do 3 times ?" ask. Its
+val figures add, per naming, the share of the counts that are not 0 rounded right, and of those that
+are 0 rounded to 0 (`bound_counts`); `counts` there are the clip's totals summed from it.
 
 `--output_dir` saves the Clover model (the trained video encoder, the rest as initialised) with its
 processor, for `finetune/pretrain.py --model` or `finetune/train_qa.py --model`, and its arguments,
@@ -88,6 +93,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count_weight", type=float, default=0.0,
                         help="also regress how many times the objects blink and jump, on the mean-pooled tokens, "
                              "this loss weighted so against the labels' (0: no count output)")
+    parser.add_argument("--count_target", choices=COUNT_TARGETS, default="totals",
+                        help="with --count_weight, what the count output regresses: the blink and jump repetitions of the "
+                             "whole clip (totals), or every repeatable action's repetitions per colour and per shape (bound)")
     parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--time_limit", type=float, help="stop (and save) at the first evaluation after this many seconds of training")
     parser.add_argument("--seed", type=int, default=0)
@@ -116,19 +124,60 @@ def scene_counts(scene: synthetic.Scene) -> list[int]:
     return [sum(obj.reps_of(action) for obj in scene.objects) for action in synthetic.COUNTED_ACTIONS]
 
 
-def _render(job: tuple[str, int, str, int, int]) -> tuple[torch.Tensor, list[int], list[int]]:
-    name, index, target, size, num_frames = job
+# The objects a bound count is kept for: each colour, then each shape (the two sets of names are disjoint).
+COUNT_NAMES = (*synthetic.COLORS, *synthetic.SHAPES)
+
+
+def bound_counts(scene: synthetic.Scene) -> list[int]:
+    """For each colour, then each shape (`COUNT_NAMES`), and each repeatable action (`REPEATED_ACTIONS`,
+    the inner order): how many times the objects of that colour (or shape) do the action. This is what
+    "how many times does the red object blink ?" and "what does the circle do 3 times ?" ask: the count
+    bound to the object, where `scene_counts` sums over objects."""
+    return [
+        sum(obj.reps_of(action) for obj in scene.objects if name in (obj.color, obj.shape))
+        for name in COUNT_NAMES
+        for action in synthetic.REPEATED_ACTIONS
+    ]
+
+
+def bound_totals(counts: torch.Tensor) -> torch.Tensor:
+    """Bound counts (N, names x actions) -> the clip's blink and jump totals (N, 2), summed over the
+    colours (every object has exactly one colour), comparable with `scene_counts`."""
+    per_color = counts.unflatten(1, (len(COUNT_NAMES), len(synthetic.REPEATED_ACTIONS)))[:, : len(synthetic.COLORS)]
+    columns = [synthetic.REPEATED_ACTIONS.index(action) for action in synthetic.COUNTED_ACTIONS]
+    return per_color[:, :, columns].sum(1)  # (N, 2)
+
+
+COUNT_TARGETS = {"totals": scene_counts, "bound": bound_counts}
+COUNT_SIZES = {"totals": len(synthetic.COUNTED_ACTIONS), "bound": len(COUNT_NAMES) * len(synthetic.REPEATED_ACTIONS)}
+
+
+def count_loss(predicted: torch.Tensor, counts: torch.Tensor, count_target: str) -> torch.Tensor:
+    """The count output's squared error. Totals: the mean over blink and jump. Bound: summed over the
+    colours and over the shapes, then averaged over the actions and the two namings; most bound counts
+    are 0 (an absent colour), and a plain mean would make the loss, and so its weight, about 13 times
+    smaller than the totals' for the same mistakes about one object."""
+    if count_target == "totals":
+        return F.mse_loss(predicted, counts)
+    squared = (predicted - counts) ** 2  # (B, names x actions)
+    return squared.sum(1).mean() / (2 * len(synthetic.REPEATED_ACTIONS))
+
+
+def _render(job: tuple[str, int, str, int, int, str]) -> tuple[torch.Tensor, list[int], list[int]]:
+    name, index, target, size, num_frames, count_target = job
     scene = synthetic.sample_scene(random.Random(name), name, index, "probe")
     frames = torch.from_numpy(synthetic.render_clip(scene, size, num_frames))
-    return frames, scene_labels(scene, target), scene_counts(scene)
+    return frames, scene_labels(scene, target), COUNT_TARGETS[count_target](scene)
 
 
 def render_set(
-    seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8,
+    count_target: str = "totals",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8, labels (N, L) and
-    counts (N, 2): the repetitions of blink and jump (`scene_counts`)."""
-    jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames) for index in range(count)]
+    counts: (N, 2) the repetitions of blink and jump (`scene_counts`), or with `count_target="bound"`
+    (N, 13 x 9) those of every action per colour and shape (`bound_counts`)."""
+    jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames, count_target) for index in range(count)]
     if workers > 1:  # spawned, not forked: a worker forked from a process with torch's threads can hang
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rendered = pool.map(_render, jobs, chunksize=64)
@@ -147,22 +196,22 @@ def render_set(
 
 class VideoProbe(nn.Module):
     """A Clover video encoder and one linear layer on its max- or mean-pooled output tokens; frames
-    are normalised by the model's own processor, as for question answering. With `count_head`, a
-    second linear layer on the mean of the tokens regresses the blink and jump repetitions."""
+    are normalised by the model's own processor, as for question answering. With `num_counts` > 0, a
+    second linear layer on the mean of the tokens regresses that many repetition counts."""
 
-    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str, count_head: bool = False) -> None:
+    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str, num_counts: int = 0) -> None:
         super().__init__()
         self.clover, self.processor, self.pool = clover, processor, pool
         self.classifier = nn.Linear(clover.config.video_width, num_labels)
-        self.counter = nn.Linear(clover.config.video_width, len(synthetic.COUNTED_ACTIONS)) if count_head else None
+        self.counter = nn.Linear(clover.config.video_width, num_counts) if num_counts > 0 else None
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """frames (B, T, S, S, 3) uint8 -> logits (B, L) and, with the count head, counts (B, 2)."""
+        """frames (B, T, S, S, 3) uint8 -> logits (B, L) and, with the count head, counts (B, num_counts)."""
         pixels = torch.stack([self.processor.preprocess_frames(clip) for clip in frames])  # (B, T, 3, S, S)
         pixels = pixels.to(self.classifier.weight.device)
         tokens = self.clover.encode_video(pixels).tokens.flatten(1, 3)  # (B, t*h*w, C)
         pooled = tokens.amax(dim=1) if self.pool == "max" else tokens.mean(dim=1)  # (B, C)
-        counts = self.counter(tokens.mean(dim=1)) if self.counter is not None else None  # (B, 2)
+        counts = self.counter(tokens.mean(dim=1)) if self.counter is not None else None  # (B, num_counts)
         return self.classifier(pooled), counts
 
 
@@ -187,10 +236,25 @@ def count_scores(predicted: torch.Tensor, counts: torch.Tensor) -> dict[str, dic
     }
 
 
+def bound_scores(predicted: torch.Tensor, counts: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Bound counts (N, names x actions), per naming (colour, shape): the share (%) of the counts
+    that are not 0 (an object of that colour or shape does the action) rounded right, and of those
+    that are 0 rounded to 0."""
+    right = predicted.round() == counts  # (N, names x actions)
+    naming = torch.tensor([name in synthetic.COLORS for name in COUNT_NAMES]).repeat_interleave(len(synthetic.REPEATED_ACTIONS))
+    scores = {}
+    for key, columns in (("color", naming), ("shape", ~naming)):
+        done, cells = counts[:, columns] > 0, right[:, columns]
+        scores[key] = {"exact_done": round(100 * float(cells[done].float().mean()), 1),
+                       "exact_zero": round(100 * float(cells[~done].float().mean()), 1)}  # fmt: skip
+    return scores
+
+
 @torch.no_grad()
 def evaluate(
-    probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str], counts: torch.Tensor | None = None
-) -> dict[str, Any]:
+    probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str], counts: torch.Tensor | None = None,
+    count_target: str = "totals",
+) -> dict[str, Any]:  # fmt: skip
     probe.eval()
     outputs = [probe(frames[start : start + 64]) for start in range(0, len(frames), 64)]
     probe.train()
@@ -202,7 +266,12 @@ def evaluate(
         "per_label": {name: round(float(value), 1) for name, value in zip(names, per_label)},
     }
     if probe.counter is not None and counts is not None:
-        scores["counts"] = count_scores(torch.cat([counted.cpu() for _, counted in outputs]), counts)
+        counted = torch.cat([counted.cpu() for _, counted in outputs])
+        if count_target == "bound":  # the clip's totals too, to compare with the totals' output
+            scores["counts"] = count_scores(bound_totals(counted), bound_totals(counts))
+            scores["bound_counts"] = bound_scores(counted, counts)
+        else:
+            scores["counts"] = count_scores(counted, counts)
     return scores
 
 
@@ -224,7 +293,8 @@ def build_probe(args: argparse.Namespace) -> VideoProbe:
     else:
         config = CloverConfig.from_preset("clover-tiny", **parse_config_overrides(args.config_overrides))
         clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
-    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool, count_head=args.count_weight > 0)
+    num_counts = COUNT_SIZES[args.count_target] if args.count_weight > 0 else 0
+    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool, num_counts)
     if args.freeze:
         probe.clover.requires_grad_(False)
     return probe.to(args.device)
@@ -240,18 +310,19 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     weights = label_weights(names, args.shape_weight).to(args.device)
     probe = build_probe(args)
     began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
-    train_frames, train_labels, train_counts = render_set(args.seed, "train", args.train_clips, args.target, args.workers, *shape)
-    val_frames, val_labels, val_counts = render_set(args.seed, "val", args.val_clips, args.target, args.workers, *shape)
+    sets = {split: render_set(args.seed, split, clips, args.target, args.workers, *shape, count_target=args.count_target)
+            for split, clips in (("train", args.train_clips), ("val", args.val_clips))}  # fmt: skip
+    (train_frames, train_labels, train_counts), (val_frames, val_labels, val_counts) = sets["train"], sets["val"]
     rendered = round(time.time() - began, 1)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     curve, losses, began = [], [], time.time()
     for step in tqdm(range(1, args.steps + 1), desc="training"):
         index = torch.randint(0, len(train_frames), (args.batch_size,), generator=generator)
-        logits, counts = probe(train_frames[index])  # (B, L), (B, 2) or None
+        logits, counts = probe(train_frames[index])  # (B, L), (B, num_counts) or None
         loss = F.binary_cross_entropy_with_logits(logits, train_labels[index].to(args.device), weight=weights)  # mean of w * term
         if counts is not None:
-            loss = loss + args.count_weight * F.mse_loss(counts, train_counts[index].to(args.device))
+            loss = loss + args.count_weight * count_loss(counts, train_counts[index].to(args.device), args.count_target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -259,7 +330,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "seconds": round(time.time() - began), "render_seconds": rendered,
                      "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
-                     "val": evaluate(probe, val_frames, val_labels, names, val_counts)}  # fmt: skip
+                     "val": evaluate(probe, val_frames, val_labels, names, val_counts, args.count_target)}  # fmt: skip
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import random
+from itertools import product
 from pathlib import Path
 
 import av
@@ -459,6 +460,43 @@ def test_video_stage_count_output_trains_and_is_scored_by_hand(tmp_path: Path) -
         pretrain_video.train(pretrain_video.parse_args([*argv, "--count_weight", "-1"]))
 
 
+def test_video_stage_bound_counts_by_hand(tmp_path: Path) -> None:
+    """--count_target bound: per colour and per shape, each repeatable action's repetitions (by hand on
+    a two-object scene), its loss and scores by hand, the clip's totals recovered from it, and a run
+    that trains and reports them."""
+    from finetune import pretrain_video
+
+    background = Background((60, 60, 60), 0.2, 0.0, 8.0, False)
+    red = SceneObject("circle", "red", "small", 0.3, 0.5, 0.0, 1, 0.1,
+                      [ActionStep("blink", 2, 0, 4), ActionStep("stay still", 1, 4, 4)])  # fmt: skip
+    blue = SceneObject("circle", "blue", "small", 0.7, 0.5, 0.0, 1, 0.1, [ActionStep("jump", 3, 0, 8)])
+    counts = pretrain_video.bound_counts(Scene("probe", 0, "train", 1, background, [red, blue], False))
+    actions = synthetic.REPEATED_ACTIONS
+    assert len(counts) == (len(COLORS) + len(synthetic.SHAPES)) * len(actions) == pretrain_video.COUNT_SIZES["bound"] == 117
+    named = {(name, action): count for (name, action), count in zip(product(pretrain_video.COUNT_NAMES, actions), counts) if count}
+    # Each colour has its own object; both are circles, so the circle's counts are the two objects' together.
+    assert named == {("red", "blink"): 2, ("blue", "jump"): 3, ("circle", "blink"): 2, ("circle", "jump"): 3}
+    bound = torch.tensor([counts, [0] * 117], dtype=torch.float)
+    assert pretrain_video.bound_totals(bound).tolist() == [[2.0, 3.0], [0.0, 0.0]]  # = scene_counts: 2 blinks, 3 jumps
+    # Loss: one count off by 3 in one clip of two -> 9 summed, / 18 (9 actions, 2 namings), mean of 0.5 and 0.
+    predicted = bound.clone()
+    predicted[0, 0] = 3.0  # red "moves left" 3 times: a cell whose true count is 0
+    assert float(pretrain_video.count_loss(predicted, bound, "bound")) == pytest.approx(0.25)
+    assert float(pretrain_video.count_loss(bound[:, :2] + 1, bound[:, :2], "totals")) == pytest.approx(1.0)
+    # Scores: colour cells done (2 of them) both right; colour zeros 1 of 2 x 63 - 2 = 124 wrong.
+    predicted[0, actions.index("jump") + len(actions) * list(COLORS).index("blue")] = 2.4  # rounds to 2, true 3
+    scores = pretrain_video.bound_scores(predicted, bound)
+    assert scores["color"] == {"exact_done": 50.0, "exact_zero": round(100 * 123 / 124, 1)}
+    assert scores["shape"] == {"exact_done": 100.0, "exact_zero": 100.0}
+    argv = ["--target", "scene", "--train_clips", "4", "--val_clips", "3", "--steps", "1", "--eval_every", "1",
+            "--batch_size", "2", "--workers", "1", "--count_weight", "1", "--count_target", "bound"]  # fmt: skip
+    scores = pretrain_video.main(argv)[-1]["val"]
+    assert list(scores["counts"]) == ["blink", "jump"] and list(scores["bound_counts"]) == ["color", "shape"]
+    frames, _, val_counts = pretrain_video.render_set(0, "val", 2, "scene", workers=1, count_target="bound")
+    assert val_counts.shape == (2, 117)
+    assert pretrain_video.build_probe(pretrain_video.parse_args(argv))(frames)[1].shape == (2, 117)
+
+
 def test_video_stage_shape_weight_scales_the_shape_terms_by_hand() -> None:
     from finetune import pretrain_video
 
@@ -845,7 +883,8 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
 
 def test_make_demo_video_count_weight_goes_to_the_stage_last_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--video_count_weight W: the count output is trained in the part saved in the stage's folder
-    (the unweighted second part, or the only part), and a reused stage must have been trained with W."""
+    (the unweighted second part, or the only part), with its --video_count_target, and a reused stage
+    must have been trained with both."""
     from finetune import make_demo, pretrain_video
 
     stages: list[argparse.Namespace] = []
@@ -853,15 +892,20 @@ def test_make_demo_video_count_weight_goes_to_the_stage_last_part(tmp_path: Path
     out = tmp_path / "video"
     make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_count_weight", "0.5"]), out)
     make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_count_weight", "0.5", "--video_unweighted_steps", "0"]), out)
-    assert [(stage.output_dir, stage.count_weight) for stage in stages] == [
-        (str(tmp_path / "video_weighted"), 0.0), (str(out), 0.5), (str(out), 0.5)
-    ]
+    make_demo.pretrain_video_encoder(make_demo.parse_args(["--video_count_weight", "0.5", "--video_count_target", "bound"]), out)
+    assert [(stage.output_dir, stage.count_weight, stage.count_target) for stage in stages] == [
+        (str(tmp_path / "video_weighted"), 0.0, "totals"), (str(out), 0.5, "totals"), (str(out), 0.5, "totals"),
+        (str(tmp_path / "video_weighted"), 0.0, "totals"), (str(out), 0.5, "bound"),
+    ]  # fmt: skip
     out.mkdir()
     (out / "config.json").write_text(json.dumps({"video_stem": "deep_conv"}))
     record = {"steps": 1500, "arguments": {"checkpoint": str(tmp_path / "video_weighted"), "count_weight": 0.5}}
     (out / "video_pretraining.json").write_text(json.dumps(record))
     reuse = ["--video_pretrained", str(out)]
     assert make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "0.5"]), tmp_path) == out
+    # Recorded before --count_target, the stage counted totals: asked for bound counts, it is refused.
+    with pytest.raises(SystemExit, match="trained with --count_target totals, .* asks for --video_count_target bound: pass --video_count_target totals"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "0.5", "--video_count_target", "bound"]), tmp_path)
     with pytest.raises(SystemExit, match="trained with --count_weight 0.5, and this recipe asks for --video_count_weight 0: pass --video_count_weight 0.5"):
         make_demo.pretrain_video_encoder(make_demo.parse_args([*reuse, "--video_count_weight", "0"]), tmp_path)
     del record["arguments"]["count_weight"]  # a stage recorded before the count output had none
