@@ -194,7 +194,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
-        check_count_weight(run, record, args.video_count_weight, args.video_count_target)
+        check_count_settings(run, record, args.video_count_weight, args.video_count_target)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
             raise SystemExit(
@@ -219,7 +219,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     return out
 
 
-def check_count_weight(run: Path, record: dict[str, Any], count_weight: float, count_target: str = "totals") -> None:
+def check_count_settings(run: Path, record: dict[str, Any], count_weight: float, count_target: str) -> None:
     """A SystemExit when the reused stage in `run` (its saved `record`) was trained with another
     `--count_weight` than the recipe's `--video_count_weight`, or (with counts) another `--count_target`
     than its `--video_count_target` (recipe.json would record a stage that was not run)."""

@@ -310,9 +310,9 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     weights = label_weights(names, args.shape_weight).to(args.device)
     probe = build_probe(args)
     began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
-    sets = {split: render_set(args.seed, split, clips, args.target, args.workers, *shape, count_target=args.count_target)
-            for split, clips in (("train", args.train_clips), ("val", args.val_clips))}  # fmt: skip
-    (train_frames, train_labels, train_counts), (val_frames, val_labels, val_counts) = sets["train"], sets["val"]
+    render = {"target": args.target, "workers": args.workers, "size": shape[0], "num_frames": shape[1], "count_target": args.count_target}
+    train_frames, train_labels, train_counts = render_set(args.seed, "train", args.train_clips, **render)
+    val_frames, val_labels, val_counts = render_set(args.seed, "val", args.val_clips, **render)
     rendered = round(time.time() - began, 1)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
