@@ -17,7 +17,7 @@ from transformers import BertConfig, PreTrainedConfig
 from clover.video_swin import STEMS
 
 QA_HEADS = ("open", "mc", "count")
-QA_POOLINGS = ("cls", "cls+max", "cls+max+regions", "cls+max+query")
+QA_POOLINGS = ("cls", "cls+max", "cls+max+regions", "cls+max+query", "cls+max+query+time")
 VIDEO_STEMS = tuple(STEMS)  # "patchify" (the paper's), "conv", "deep_conv"
 RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
@@ -137,8 +137,10 @@ class CloverConfig(PreTrainedConfig):
             "cls+max+query" (also an attention over the video encoder's tokens queried by each of the
             question's words, so the heads read the object a question names, "what shape is the red
             object ?" among several, and which cell of a 3x3 split of the frame it is in;
-            `QuestionGuidedPooling`); clover-tiny uses "cls+max", the demo recipe (`make_demo`)
-            "cls+max+query".
+            `QuestionGuidedPooling`), or "cls+max+query+time" (that pooling with what it reads, and
+            where, kept apart for each time slot of the video grid, so the heads see the order of what
+            the named object does: "what does the square do after grow ?"); clover-tiny uses "cls+max",
+            the demo recipe (`make_demo`) "cls+max+query".
         mc_scoring: how a multiple-choice candidate is scored: "concat" (the paper: a head on the answer
             features of question + candidate) or "concat+match" (plus the dot product of a projection of
             those features with a projection of the mean text state of the candidate's own tokens, a

@@ -348,6 +348,14 @@ class QuestionGuidedPooling(nn.Module):
     (`where`), is added too: the video encoder's tokens are given no absolute position, and "where is
     the X ?" stayed at chance even with one object without it.
 
+    With `time_slots` (`qa_pooling="cls+max+query+time"`, one per time slot of the token grid) the same
+    attention's read and cells are also kept per time slot (the attention still sums to 1 over the whole
+    clip), and two more layers map them (`time_read`, `time_where`, added to the read and to `where`).
+    Both start at zero, so the pooling starts as the time-summed one. Why: the summed read is a bag of
+    the named object's tokens, the same whichever order they come in, and the video encoder's tokens
+    carry no absolute time; a Transition question ("what does the square do after grow ?") has the
+    object's own other actions among its candidates, so only the order tells them apart.
+
     Why: "what shape is the red object ?" needs the tokens of the red object, and single video tokens
     hold both an object's colour and its shape (`benchmarks/binding_probe.py`). But the fusion's [CLS]
     neither knows which word names the object (the text encoder's [CLS] state hardly depends on it) nor
@@ -363,11 +371,14 @@ class QuestionGuidedPooling(nn.Module):
 
     output_scale = 10.0
 
-    def __init__(self, video_width: int, hidden_size: int, attention_size: int = 64, num_heads: int = 4):
+    def __init__(
+        self, video_width: int, hidden_size: int, attention_size: int = 64, num_heads: int = 4, time_slots: int = 0
+    ):
         super().__init__()
         if attention_size % num_heads:
             raise ValueError(f"attention_size {attention_size} is not a multiple of num_heads {num_heads}")
         self.num_heads = num_heads
+        self.time_slots = time_slots
         self.word_score = nn.Linear(hidden_size, 1)
         self.query = nn.Linear(hidden_size, attention_size)
         self.video_norm = nn.LayerNorm(video_width)
@@ -377,6 +388,11 @@ class QuestionGuidedPooling(nn.Module):
         self.where = nn.Linear(REGION_GRID**2, hidden_size)
         for layer in (self.word_score, self.query, self.key, self.value, self.output, self.where):
             layer.keeps_torch_init = True
+        if time_slots:  # "cls+max+query+time": what the read and the where hold in each time slot, kept apart
+            self.time_read = nn.Linear(time_slots * attention_size, hidden_size)
+            self.time_where = nn.Linear(time_slots * REGION_GRID**2, hidden_size)
+            for layer in (self.time_read, self.time_where):
+                layer.starts_at_zero = True  # the pooling starts as the time-summed one and learns what differs
 
     def forward(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
         """text_states (B, L, D), attention_mask (B, L), video_tokens (B, t, h, w, Cv) -> (B, D)."""
@@ -385,11 +401,25 @@ class QuestionGuidedPooling(nn.Module):
         word_weights = self._word_weights(text_states, attention_mask)  # (B, L)
         attention = self._word_attention(text_states, video)  # (B, heads, L, n)
         values = self.value(video).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, n, a)
-        read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
-        read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
-        grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
-        cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
-        return self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
+        if not self.time_slots:
+            read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
+            read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
+            grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
+            cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
+            return self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
+        if frames != self.time_slots:
+            raise ValueError(f"video tokens have {frames} time slots; this pooling was built for {self.time_slots}")
+        by_slot = attention.unflatten(-1, (frames, height * width))  # (B, heads, L, t, hw)
+        slot_values = values.unflatten(2, (frames, height * width))  # (B, heads, t, hw, a)
+        slot_reads = torch.einsum("bhltp,bhtpa->bltha", by_slot, slot_values).flatten(3)  # (B, L, t, A)
+        slot_reads = (word_weights[:, :, None, None] * slot_reads).sum(1)  # (B, t, A)
+        read = slot_reads.sum(1)  # (B, A): the time-summed read
+        slot_grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width))  # (B, t, h, w)
+        slot_cells = F.adaptive_avg_pool2d(slot_grid, REGION_GRID).flatten(2) * height * width  # (B, t, 9)
+        cells = slot_cells.sum(1)  # (B, 9), 1 = uniform
+        time_where = self.time_where(slot_cells.flatten(1) * frames - 1)  # each slot's cells, 1 = uniform within the clip
+        summed = self.output(read) + self.time_read(slot_reads.flatten(1))  # (B, D)
+        return self.output_scale * summed + self.where(cells - 1) + time_where  # (B, D)
 
     def attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
         """Where the question reads (B, t*h*w): each word's attention, averaged over heads, weighed by its
@@ -479,6 +509,10 @@ class CloverPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if getattr(module, "keeps_torch_init", False):
             _torch_default_init(module)
+            return
+        if getattr(module, "starts_at_zero", False):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
             return
         super()._init_weights(module)
         std = self.config.text_config.initializer_range
@@ -759,8 +793,9 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
                 heads["mc_match"] = CandidateMatch(hidden, config.mc_head_hidden_size)
         if "count" in config.qa_heads:
             heads["count"] = AnswerHead(hidden, config.open_head_hidden_size, 1, dropout)
-        if config.qa_pooling == "cls+max+query":  # among the heads: new for question answering, at their rate
-            heads["question_pooling"] = QuestionGuidedPooling(config.video_width, hidden)
+        if config.qa_pooling.startswith("cls+max+query"):  # among the heads: new for question answering, at their rate
+            time_slots = config.video_grid[0] if config.qa_pooling == "cls+max+query+time" else 0
+            heads["question_pooling"] = QuestionGuidedPooling(config.video_width, hidden, time_slots=time_slots)
         self.heads = nn.ModuleDict(heads)
         if config.qa_pooling == "cls+max+regions":
             # Not among `heads`, so it trains at the encoders' learning rate: at the heads' (x5 in the demo
@@ -874,7 +909,8 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
         "cls+max+regions" a linear map of the maxima over each cell of a 3x3 split of the token grid
         (all time steps together), which keep where in the frame something is, or with "cls+max+query"
         the video tokens the question's words point to (`QuestionGuidedPooling`, which needs the text
-        encoder's states (B, L, D) and their attention mask (B, L))."""
+        encoder's states (B, L, D) and their attention mask (B, L); "cls+max+query+time" keeps them
+        apart per time slot)."""
         if self.config.qa_pooling == "cls":
             return fused.pooled
         frames, height, width = video_tokens.shape[1:4]
@@ -884,9 +920,9 @@ class CloverForVideoQA(_BackboneLoading, CloverPreTrainedModel):
             grid = video.unflatten(1, (frames, height, width)).amax(dim=1).permute(0, 3, 1, 2)  # (B, D, h, w)
             regions = F.adaptive_max_pool2d(grid, REGION_GRID)  # (B, D, 3, 3)
             features = features + self.region_proj(regions.flatten(1))  # (B, D)
-        elif self.config.qa_pooling == "cls+max+query":
+        elif self.config.qa_pooling.startswith("cls+max+query"):
             if text_states is None or attention_mask is None:
-                raise ValueError('qa_pooling="cls+max+query" reads the question: pass text_states and attention_mask')
+                raise ValueError(f"qa_pooling={self.config.qa_pooling!r} reads the question: pass text_states and attention_mask")
             if video_tokens.shape[0] == 1 and text_states.shape[0] > 1:  # one clip, many questions
                 video_tokens = video_tokens.expand(text_states.shape[0], *video_tokens.shape[1:])
             features = features + self.heads["question_pooling"](text_states, attention_mask, video_tokens)  # (B, D)

@@ -443,7 +443,7 @@ def test_qa_pooling_adds_the_maximum_of_the_fused_video_tokens():
     model.config.qa_pooling = "cls"
     logits = model(input_ids=input_ids, attention_mask=attention_mask, video_features=video, head="open").logits
     assert torch.allclose(logits, model.heads["open"](fused.pooled), atol=1e-5)
-    with pytest.raises(ValueError, match="qa_pooling must be one of 'cls', 'cls\\+max', 'cls\\+max\\+regions', 'cls\\+max\\+query', got 'mean'"):
+    with pytest.raises(ValueError, match="qa_pooling must be one of 'cls', 'cls\\+max', 'cls\\+max\\+regions', 'cls\\+max\\+query', 'cls\\+max\\+query\\+time', got 'mean'"):
         tiny_config(qa_pooling="mean")
 
 
@@ -518,6 +518,92 @@ def test_question_guided_pooling_heads_read_apart_and_the_attention_averages_the
     assert torch.allclose(pooling(words, torch.ones(1, 1), video), expected[None], atol=1e-2)
     with pytest.raises(ValueError, match="attention_size 6 is not a multiple of num_heads 4"):
         QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=6)
+
+
+def _time_pooling(time_slots: int = 2) -> QuestionGuidedPooling:
+    """`_identity_pooling` with `time_slots` (its time terms zero, as they start) and a zero query: every
+    word then attends evenly over the video tokens."""
+    pooling = _identity_pooling().eval()
+    timed = QuestionGuidedPooling(video_width=4, hidden_size=4, attention_size=4, num_heads=1, time_slots=time_slots).eval()
+    timed.load_state_dict({**timed.state_dict(), **pooling.state_dict()})
+    with torch.no_grad():
+        timed.query.weight.zero_()
+        for layer in (timed.time_read, timed.time_where):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    return timed
+
+
+def test_question_guided_pooling_over_time_keeps_the_order_the_summed_read_loses():
+    """Two time slots of two tokens, attended evenly (0.25 each). The summed read is the same whichever
+    slot comes first; `time_read` sees each slot's read apart: set to pass slot 0's read on (and `output`
+    to zero), the output is 10 x 0.25 x (slot 0's two normed tokens), and swapping the slots changes it."""
+    pooling = _time_pooling()
+    tokens = torch.tensor([[[1.0, -1.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.0]], [[0.0, 0.0, 1.0, -1.0], [-1.0, 0.0, 0.0, 1.0]]])  # (t=2, w=2, Cv)
+    video, swapped = tokens.view(1, 2, 1, 2, 4), tokens.flip(0).view(1, 2, 1, 2, 4)  # (1, t, h=1, w, Cv)
+    words, mask = torch.tensor([[[0.0, 0.0, 0.0, 1.0]]]), torch.ones(1, 1)
+    normed = torch.nn.functional.layer_norm(tokens, (4,))  # (t, w, Cv)
+    # Its time terms at zero, the pooling is the summed one: the same output for both orders.
+    assert torch.allclose(pooling(words, mask, video), 10 * 0.25 * normed.sum((0, 1))[None], atol=1e-5)
+    assert torch.allclose(pooling(words, mask, video), pooling(words, mask, swapped), atol=1e-5)
+    with torch.no_grad():
+        pooling.output.weight.zero_()
+        pooling.time_read.weight.copy_(torch.cat([torch.eye(4), torch.zeros(4, 4)], dim=1))  # slot 0's read
+    assert torch.allclose(pooling(words, mask, video), 10 * 0.25 * normed[0].sum(0)[None], atol=1e-5)
+    assert torch.allclose(pooling(words, mask, swapped), 10 * 0.25 * normed[1].sum(0)[None], atol=1e-5)
+    with pytest.raises(ValueError, match="video tokens have 1 time slots; this pooling was built for 2"):
+        pooling(words, mask, video[:, :1])
+
+
+def test_question_guided_pooling_over_time_says_where_the_object_is_in_each_slot():
+    """An object top-right in slot 0 and bottom-left in slot 1 of a 3x3 grid, the word matching it: half
+    the attention on each. `time_where` sees each slot's cells, 1 = uniform over the clip: 0.5 x 9 x 2 - 1 = 8
+    in slot 0's cell 2 and slot 1's cell 6, -1 elsewhere (the summed `where` would see 3.5 in both cells,
+    for either direction of the move). Read out as [slot 0 cell 2, slot 1 cell 2, slot 0 cell 6, slot 1
+    cell 6], the move and its reverse give [8, -1, -1, 8] and [-1, 8, 8, -1]."""
+    pooling = _time_pooling()
+    with torch.no_grad():
+        pooling.value.weight.zero_()
+        pooling.query.weight.copy_(20 * torch.eye(4))
+        pooling.time_where.weight.zero_()
+        for channel, (slot, cell) in enumerate([(0, 2), (1, 2), (0, 6), (1, 6)]):
+            pooling.time_where.weight[channel, slot * 9 + cell] = 1.0
+    video = torch.zeros(1, 2, 3, 3, 4)  # (1, t=2, h=3, w=3, Cv)
+    video[..., :] = torch.tensor([0.0, 1.0, 0.0, -1.0])  # background
+    moving_down_left = video.clone()
+    moving_down_left[0, 0, 0, 2] = moving_down_left[0, 1, 2, 0] = torch.tensor([1.0, -1.0, 0.0, 0.0])
+    moving_up_right = moving_down_left.flip(1)
+    words, mask = torch.tensor([[[1.0, 0.0, 0.0, 1.0]]]), torch.ones(1, 1)
+    attention = pooling.attention(words, mask, moving_down_left).view(2, 3, 3)
+    assert torch.allclose(attention[0, 0, 2], torch.tensor(0.5), atol=1e-3) and torch.allclose(attention[1, 2, 0], torch.tensor(0.5), atol=1e-3)
+    assert torch.allclose(pooling(words, mask, moving_down_left), torch.tensor([[8.0, -1.0, -1.0, 8.0]]), atol=1e-2)
+    assert torch.allclose(pooling(words, mask, moving_up_right), torch.tensor([[-1.0, 8.0, 8.0, -1.0]]), atol=1e-2)
+
+
+def test_qa_pooling_query_time_starts_as_the_summed_pooling_and_upgrades_a_checkpoint(tmp_path):
+    """"cls+max+query+time": the pooling with one time slot per slot of the video grid (4), its time
+    terms starting at zero, so a model answers as "cls+max+query" with the same weights until it
+    learns them; it round-trips, and a "cls+max+query" checkpoint loaded with it keeps its answers."""
+    torch.manual_seed(0)
+    model = CloverForVideoQA(tiny_config(qa_pooling="cls+max+query")).eval()
+    model.save_pretrained(tmp_path / "query")
+    timed = CloverForVideoQA.from_pretrained(tmp_path / "query", qa_pooling="cls+max+query+time").eval()
+    pooling = timed.heads["question_pooling"]
+    assert pooling.time_slots == timed.config.video_grid[0] == 4
+    assert pooling.time_read.weight.shape == (128, 4 * 64) and pooling.time_where.weight.shape == (128, 4 * 9)
+    assert all(not layer.weight.any() and not layer.bias.any() for layer in (pooling.time_read, pooling.time_where))
+    pixel_values, input_ids, attention_mask = random_inputs()
+    with torch.no_grad():
+        before = model(pixel_values, input_ids, attention_mask, head="count").logits
+        assert torch.allclose(timed(pixel_values, input_ids, attention_mask, head="count").logits, before, atol=1e-5)
+        pooling.time_read.weight.normal_()
+        changed = timed(pixel_values, input_ids, attention_mask, head="count").logits
+        assert not torch.allclose(changed, before, atol=1e-3)
+    timed.save_pretrained(tmp_path / "time")
+    loaded = CloverForVideoQA.from_pretrained(tmp_path / "time").eval()
+    assert loaded.config.qa_pooling == "cls+max+query+time"
+    with torch.no_grad():
+        assert torch.equal(loaded(pixel_values, input_ids, attention_mask, head="count").logits, changed)
 
 
 def test_qa_pooling_query_adds_question_guided_pooling_to_cls_max():
