@@ -181,7 +181,7 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     or `--video_unweighted_steps` for a two-part stage, which recipe.json records), or trained into
     `out` (with `--video_unweighted_steps`, its first part into `out`_weighted), or none with
     `--video_pretrain_steps 0`. `--video_count_weight` goes to the part saved in `out`, and a reused
-    stage must have been trained with it."""
+    stage must have been trained with it, and with the part's shape weight."""
     if args.video_pretrained:
         logger.info("reusing the video pre-training in %s", args.video_pretrained)
         record = pretrain_video.saved_record(args.video_pretrained) or {}  # none for a run saved before the record
@@ -192,8 +192,10 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
                     f"pass --video_unweighted_steps 0 --video_pretrain_steps {record['steps']} to reuse it"
                 )
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
+            check_shape_weight(run, record, 1.0, second_part=True)
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
+            check_shape_weight(run, record, args.video_shape_weight, second_part=False)
         check_count_settings(run, record, args.video_count_weight, args.video_count_target)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
@@ -217,6 +219,24 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
             count_target=args.video_count_target, **common,
         ))  # fmt: skip
     return out
+
+
+def check_shape_weight(run: Path, record: dict[str, Any], expected: float, second_part: bool) -> None:
+    """A SystemExit when the reused stage in `run` (its saved `record`) weighted the shapes otherwise than
+    the recipe's part saved there: 1 for the second part of a two-part stage, else `--video_shape_weight`
+    (recipe.json would record a stage that was not run). A record without the field is from before it: 1."""
+    saved = record.get("arguments", {}).get("shape_weight", 1.0)
+    if saved == expected:
+        return
+    if second_part:
+        raise SystemExit(
+            f"{run} was trained with --shape_weight {saved:g}, and the second part of this recipe's video stage is unweighted: "
+            "leave out --video_pretrained for a new video stage"
+        )
+    raise SystemExit(
+        f"{run} was trained with --shape_weight {saved:g}, and this recipe asks for --video_shape_weight {expected:g}: "
+        f"pass --video_shape_weight {saved:g} to reuse it, or leave out --video_pretrained for a new video stage"
+    )
 
 
 def check_count_settings(run: Path, record: dict[str, Any], count_weight: float, count_target: str) -> None:

@@ -879,6 +879,14 @@ def test_make_demo_video_stage_weights_the_shapes_then_trains_on_unweighted(tmp_
     (out / "video_pretraining.json").write_text(json.dumps({"steps": 3000, "arguments": {"checkpoint": None}}))
     with pytest.raises(SystemExit, match="one-part video stage .* pass --video_unweighted_steps 0 --video_pretrain_steps 3000"):
         make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path)
+    # Its shape weight must be the recipe's for the part saved there: 1 for a second part, else --video_shape_weight.
+    one_part = ["--video_unweighted_steps", "0", "--video_count_weight", "0", "--video_pretrained", str(out)]
+    assert make_demo.pretrain_video_encoder(make_demo.parse_args([*one_part, "--video_shape_weight", "1"]), tmp_path) == out
+    with pytest.raises(SystemExit, match="trained with --shape_weight 1, and this recipe asks for --video_shape_weight 4: pass --video_shape_weight 1"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args(one_part), tmp_path)
+    (out / "video_pretraining.json").write_text(json.dumps({"steps": 1500, "arguments": {**second_part, "shape_weight": 4.0}}))
+    with pytest.raises(SystemExit, match="trained with --shape_weight 4, and the second part of this recipe's video stage is unweighted"):
+        make_demo.pretrain_video_encoder(make_demo.parse_args([*argv, "--video_pretrained", str(out)]), tmp_path)
 
 
 def test_make_demo_video_count_weight_goes_to_the_stage_last_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
