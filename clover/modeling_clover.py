@@ -350,7 +350,7 @@ class QuestionGuidedPooling(nn.Module):
 
     With `time_slots` (`qa_pooling="cls+max+query+time"`, one per time slot of the token grid) the same
     attention's read and cells are also kept per time slot (the attention still sums to 1 over the whole
-    clip), and two more layers map them (`time_read`, `time_where`, added to the read and to `where`).
+    clip), and two more layers map them (`time_read`, `time_where`, added to the pooling's output).
     Both start at zero, so the pooling starts as the time-summed one. Why: the summed read is a bag of
     the named object's tokens, the same whichever order they come in, and the video encoder's tokens
     carry no absolute time; a Transition question ("what does the square do after grow ?") has the
@@ -401,25 +401,30 @@ class QuestionGuidedPooling(nn.Module):
         word_weights = self._word_weights(text_states, attention_mask)  # (B, L)
         attention = self._word_attention(text_states, video)  # (B, heads, L, n)
         values = self.value(video).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, n, a)
-        if not self.time_slots:
-            read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
-            read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
-            grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
-            cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
-            return self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
+        read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
+        read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
+        grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
+        cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
+        pooled = self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
+        if self.time_slots:
+            pooled = pooled + self._time_terms(attention, values, word_weights, (frames, height, width))
+        return pooled
+
+    def _time_terms(
+        self, attention: torch.Tensor, values: torch.Tensor, word_weights: torch.Tensor, grid: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """What the read and the cells hold in each time slot, kept apart: (B, heads, L, n) attention,
+        (B, heads, n, a) values, (B, L) word weights -> (B, D), added to the time-summed pooling."""
+        frames, height, width = grid
         if frames != self.time_slots:
             raise ValueError(f"video tokens have {frames} time slots; this pooling was built for {self.time_slots}")
         by_slot = attention.unflatten(-1, (frames, height * width))  # (B, heads, L, t, hw)
         slot_values = values.unflatten(2, (frames, height * width))  # (B, heads, t, hw, a)
         slot_reads = torch.einsum("bhltp,bhtpa->bltha", by_slot, slot_values).flatten(3)  # (B, L, t, A)
         slot_reads = (word_weights[:, :, None, None] * slot_reads).sum(1)  # (B, t, A)
-        read = slot_reads.sum(1)  # (B, A): the time-summed read
-        slot_grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width))  # (B, t, h, w)
-        slot_cells = F.adaptive_avg_pool2d(slot_grid, REGION_GRID).flatten(2) * height * width  # (B, t, 9)
-        cells = slot_cells.sum(1)  # (B, 9), 1 = uniform
-        time_where = self.time_where(slot_cells.flatten(1) * frames - 1)  # each slot's cells, 1 = uniform within the clip
-        summed = self.output(read) + self.time_read(slot_reads.flatten(1))  # (B, D)
-        return self.output_scale * summed + self.where(cells - 1) + time_where  # (B, D)
+        slot_grid = self._pooled(attention, word_weights).unflatten(1, grid)  # (B, t, h, w)
+        slot_cells = F.adaptive_avg_pool2d(slot_grid, REGION_GRID).flatten(2) * height * width * frames  # (B, t, 9), 1 = uniform
+        return self.output_scale * self.time_read(slot_reads.flatten(1)) + self.time_where(slot_cells.flatten(1) - 1)  # (B, D)
 
     def attention(self, text_states: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor) -> torch.Tensor:
         """Where the question reads (B, t*h*w): each word's attention, averaged over heads, weighed by its

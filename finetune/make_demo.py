@@ -192,10 +192,9 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
                     f"pass --video_unweighted_steps 0 --video_pretrain_steps {record['steps']} to reuse it"
                 )
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_unweighted_steps, "--video_unweighted_steps")
-            check_shape_weight(run, record, 1.0, second_part=True)
         else:
             run = pretrain_video.reusable_run(args.video_pretrained, args.video_pretrain_steps)
-            check_shape_weight(run, record, args.video_shape_weight, second_part=False)
+        check_shape_weight(run, record, args.video_shape_weight, second_part=args.video_unweighted_steps > 0)
         check_count_settings(run, record, args.video_count_weight, args.video_count_target)
         saved_stem = json.loads((run / "config.json").read_text()).get("video_stem", "patchify")
         if saved_stem != args.video_stem:
@@ -221,11 +220,12 @@ def pretrain_video_encoder(args: argparse.Namespace, out: Path) -> Path | None:
     return out
 
 
-def check_shape_weight(run: Path, record: dict[str, Any], expected: float, second_part: bool) -> None:
+def check_shape_weight(run: Path, record: dict[str, Any], video_shape_weight: float, second_part: bool) -> None:
     """A SystemExit when the reused stage in `run` (its saved `record`) weighted the shapes otherwise than
     the recipe's part saved there: 1 for the second part of a two-part stage, else `--video_shape_weight`
     (recipe.json would record a stage that was not run). A record without the field is from before it: 1."""
     saved = record.get("arguments", {}).get("shape_weight", 1.0)
+    expected = 1.0 if second_part else video_shape_weight
     if saved == expected:
         return
     if second_part:
