@@ -18,7 +18,7 @@ from clover.video_swin import STEMS
 
 QA_HEADS = ("open", "mc", "count")
 QA_POOLINGS = ("cls", "cls+max", "cls+max+regions", "cls+max+query", "cls+max+query+time")
-VIDEO_STEMS = tuple(STEMS)  # "patchify" (the paper's), "conv", "deep_conv"
+VIDEO_STEMS = tuple(STEMS)  # "patchify" (the paper's), "conv", "deep_conv", "deep_conv_diff"
 RETRIEVAL_TEXT_POOLINGS = ("cls", "mean")
 
 # Keys that transformers itself may pass to a config (when loading a config.json, or from
@@ -112,7 +112,9 @@ class CloverConfig(PreTrainedConfig):
             patch's frames: the early convolutions of Xiao et al. 2021, with which clover-tiny's
             encoder learns shapes faster from nothing: docs/results.md) or "deep_conv" ("conv" with one
             3x3 convolution of stride 1 more at the token resolution, so one token sees a whole object of
-            the synthetic benchmark: faster again on shapes).
+            the synthetic benchmark: faster again on shapes) or "deep_conv_diff" ("deep_conv" whose first
+            convolution also sees each frame's change since the frame before, so motions that move few
+            pixels show).
         window_size: (time, height, width) of an attention window (8x7x7); clipped to the token grid.
         video_embed_dim: channels after patch embedding (128); doubled by each patch merging.
         video_depths: Swin blocks per stage (2-2-18-2); `len(video_depths)` stages.
@@ -266,7 +268,7 @@ class CloverConfig(PreTrainedConfig):
                 f"image_size {self.image_size} must be divisible by {downsample} "
                 f"(patch {patch_h} x 2^{len(self.video_depths) - 1} merges)"
             )
-        if self.video_stem in ("conv", "deep_conv") and not (patch_h == self.patch_size[2] and patch_h >= 2 and patch_h & (patch_h - 1) == 0):
+        if self.video_stem != "patchify" and not (patch_h == self.patch_size[2] and patch_h >= 2 and patch_h & (patch_h - 1) == 0):
             raise ValueError(
                 f"video_stem={self.video_stem!r} halves the frame once per stride-2 convolution, so the patch's height and width must be "
                 f"the same power of two (2, 4, 8, ...), got patch_size {self.patch_size}"

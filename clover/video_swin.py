@@ -237,14 +237,21 @@ class ConvPatchEmbed3D(nn.Module):
     shapes apart slowly (62 % balanced accuracy after 3,000 probe steps); with this stem, at a quarter
     more step time, 77 % (docs/results.md), and with one stride-1 layer more, 83 % after 1,500 steps
     where the stem without it had 73. Official Video Swin checkpoints have no weights for it.
+
+    `frame_difference` gives the first convolution each frame's change since the frame before as three
+    more channels (zero for the first frame), as TSN's RGB-difference stream does (Wang et al., 2016):
+    a motion that moves few pixels (a small object shrinking, the marker of a turning symmetric shape)
+    is a bright, signed edge in the difference at full resolution, where the stride-2 layers blur it
+    within one frame. The change is computed before the clip is padded to the temporal patch.
     """
 
-    def __init__(self, patch_size: tuple[int, int, int], dim: int, extra_convs: int = 0) -> None:
+    def __init__(self, patch_size: tuple[int, int, int], dim: int, extra_convs: int = 0, frame_difference: bool = False) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
+        self.frame_difference = frame_difference
         halvings = self.patch_size[1].bit_length() - 1  # log2 of the patch side
         widths = [max(dim // 2 ** (halvings - 1 - index), 8) for index in range(halvings)]
-        layers, channels = [], 3
+        layers, channels = [], 6 if frame_difference else 3
         for width in widths:
             layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             channels = width
@@ -259,6 +266,8 @@ class ConvPatchEmbed3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, T/pt, H/p, W/p, C), padding T, H, W up to multiples of the patch."""
+        if self.frame_difference:
+            x = torch.cat([x, frame_changes(x)], dim=1)  # (B, 6, T, H, W)
         pad = [(-size) % p for size, p in zip(x.shape[2:], self.patch_size)]
         x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
         batch, _, frames = x.shape[:3]
@@ -268,12 +277,18 @@ class ConvPatchEmbed3D(nn.Module):
         return self.norm(self.merge(maps))  # (B, T/pt, h, w, C)
 
 
+def frame_changes(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C, T, H, W): each frame less the frame before it, zeros for the first."""
+    return torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
+
+
 # How frames become patch tokens, by `CloverConfig.video_stem` (the paper's patchify layer first): each
 # builds the stem from (patch_size, embed_dim).
 STEMS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
     "patchify": PatchEmbed3D,
     "conv": ConvPatchEmbed3D,
     "deep_conv": partial(ConvPatchEmbed3D, extra_convs=1),
+    "deep_conv_diff": partial(ConvPatchEmbed3D, extra_convs=1, frame_difference=True),
 }
 
 

@@ -95,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "and jump repetitions; bound, every repeatable action's per colour and per shape")
     parser.add_argument("--video_stem", choices=VIDEO_STEMS, default="deep_conv",
                         help="clover-tiny's video stem in the video stage: deep_conv, the early convolutions with one "
-                             "stride-1 layer more (the bundled checkpoint), conv, the early convolutions (docs/results.md, "
+                             "stride-1 layer more (the bundled checkpoint), deep_conv_diff, deep_conv that also sees each "
+                             "frame's change since the one before, conv, the early convolutions (docs/results.md, "
                              "\"Early convolutions\"), or patchify, the preset's and the paper's")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4)

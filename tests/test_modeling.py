@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
 
 from clover.configuration_clover import CloverConfig
 from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, CloverModel, QuestionGuidedPooling, VideoFeatures
-from clover.video_swin import SwinTransformer3D, load_video_swin_checkpoint
+from clover.video_swin import SwinTransformer3D, frame_changes, load_video_swin_checkpoint
 
 ANSWERS = {0: "circle", 1: "square", 2: "star", 3: "red", 4: "blue"}
 
@@ -848,6 +848,26 @@ def test_deep_conv_stem_adds_a_stride_one_layer_that_widens_each_tokens_view():
     torch.testing.assert_close(token(stem, far), token(stem, frames))
 
 
+def test_frame_difference_stem_feeds_each_frames_change_since_the_one_before():
+    """"deep_conv_diff" is "deep_conv" whose first convolution also reads frame t - frame t-1 (zeros for
+    frame 0): its weights on those three channels are what a still clip never uses."""
+    changes = frame_changes(torch.tensor([1.0, 4.0, 2.0, 2.0]).view(1, 1, 4, 1, 1))  # (B, C, T, H, W)
+    assert changes.flatten().tolist() == [0.0, 3.0, -2.0, 0.0]
+    torch.manual_seed(0)
+    stem = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="deep_conv_diff").eval().patch_embed
+    plain = SwinTransformer3D(patch_size=(2, 8, 8), embed_dim=16, depths=(1, 1), num_heads=(1, 2), stem="deep_conv").eval().patch_embed
+    assert stem.convs[0].in_channels == 6 and plain.convs[0].in_channels == 3
+    plain.load_state_dict({**stem.state_dict(), "convs.0.weight": stem.convs[0].weight[:, :3]})
+    still = torch.randn(1, 1, 3, 112, 112).expand(1, 8, 3, 112, 112)  # (B, T, 3, H, W): one frame held
+    torch.testing.assert_close(stem(still.transpose(1, 2)), plain(still.transpose(1, 2)))  # no change, no difference
+    moving = still.clone()
+    moving[0, 3:, :, 40:48, 40:48] += 2.0  # a patch appears at frame 3 and stays
+    tokens, without = stem(moving.transpose(1, 2)), plain(moving.transpose(1, 2))  # (B, T/2, 14, 14, C)
+    torch.testing.assert_close(tokens[:, 0], without[:, 0])  # frames 0-1: still
+    assert not torch.allclose(tokens[0, 1, 5, 5], without[0, 1, 5, 5])  # frames 2-3 see the change at frame 3
+    torch.testing.assert_close(tokens[:, 2:], without[:, 2:])  # later frames: held again, no change
+
+
 def test_conv_stem_keeps_torchs_init_and_survives_save_and_load(tmp_path):
     torch.manual_seed(0)
     model = CloverForVideoQA(tiny_config(video_stem="conv"))
@@ -868,7 +888,7 @@ def test_conv_stem_keeps_torchs_init_and_survives_save_and_load(tmp_path):
 
 
 def test_video_stem_errors_say_what_is_allowed():
-    with pytest.raises(ValueError, match=r"video_stem must be one of 'patchify', 'conv', 'deep_conv', got 'convolution'"):
+    with pytest.raises(ValueError, match=r"video_stem must be one of 'patchify', 'conv', 'deep_conv', 'deep_conv_diff', got 'convolution'"):
         tiny_config(video_stem="convolution")
     with pytest.raises(ValueError, match=r"same power of two .* got patch_size \[2, 6, 6\]"):
         tiny_config(video_stem="conv", patch_size=[2, 6, 6], image_size=96)
