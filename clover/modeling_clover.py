@@ -403,26 +403,26 @@ class QuestionGuidedPooling(nn.Module):
         values = self.value(video).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, n, a)
         read = (attention @ values).transpose(1, 2).flatten(2)  # (B, L, A)
         read = (word_weights.unsqueeze(-1) * read).sum(1)  # (B, A)
-        grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width)).sum(1)  # (B, h, w)
-        cells = F.adaptive_avg_pool2d(grid.unsqueeze(1), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
+        slot_grid = self._pooled(attention, word_weights).unflatten(1, (frames, height, width))  # (B, t, h, w)
+        cells = F.adaptive_avg_pool2d(slot_grid.sum(1, keepdim=True), REGION_GRID).flatten(1) * height * width  # (B, 9), 1 = uniform
         pooled = self.output_scale * self.output(read) + self.where(cells - 1)  # (B, D)
         if self.time_slots:
-            pooled = pooled + self._time_terms(attention, values, word_weights, (frames, height, width))
+            pooled = pooled + self._time_terms(attention, values, word_weights, slot_grid)
         return pooled
 
     def _time_terms(
-        self, attention: torch.Tensor, values: torch.Tensor, word_weights: torch.Tensor, grid: tuple[int, int, int]
+        self, attention: torch.Tensor, values: torch.Tensor, word_weights: torch.Tensor, slot_grid: torch.Tensor
     ) -> torch.Tensor:
         """What the read and the cells hold in each time slot, kept apart: (B, heads, L, n) attention,
-        (B, heads, n, a) values, (B, L) word weights -> (B, D), added to the time-summed pooling."""
-        frames, height, width = grid
+        (B, heads, n, a) values, (B, L) word weights, (B, t, h, w) pooled attention -> (B, D), added to
+        the time-summed pooling."""
+        frames, height, width = slot_grid.shape[1:]
         if frames != self.time_slots:
             raise ValueError(f"video tokens have {frames} time slots; this pooling was built for {self.time_slots}")
         by_slot = attention.unflatten(-1, (frames, height * width))  # (B, heads, L, t, hw)
         slot_values = values.unflatten(2, (frames, height * width))  # (B, heads, t, hw, a)
         slot_reads = torch.einsum("bhltp,bhtpa->bltha", by_slot, slot_values).flatten(3)  # (B, L, t, A)
         slot_reads = (word_weights[:, :, None, None] * slot_reads).sum(1)  # (B, t, A)
-        slot_grid = self._pooled(attention, word_weights).unflatten(1, grid)  # (B, t, h, w)
         slot_cells = F.adaptive_avg_pool2d(slot_grid, REGION_GRID).flatten(2) * height * width * frames  # (B, t, 9), 1 = uniform
         return self.output_scale * self.time_read(slot_reads.flatten(1)) + self.time_where(slot_cells.flatten(1) - 1)  # (B, D)
 
