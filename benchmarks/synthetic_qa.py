@@ -1,10 +1,10 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
-    python benchmarks/synthetic_qa.py                       # writes docs/results.md and runs/report/results.json (~3 h, 2 CPU cores)
+    python benchmarks/synthetic_qa.py                       # writes docs/results.json and docs/results.md (~3 h, 2 CPU cores)
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
-    python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from results.json
+    python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from docs/results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
-    python benchmarks/synthetic_qa.py --video_pretrained runs/demo/video --video_pretrain_steps 3000   # reuse make_demo's first stage (~2.5 h)
+    python benchmarks/synthetic_qa.py --video_pretrained runs/report/video   # reuse a video stage trained as the rows' (steps, seed and stem are checked)
     python benchmarks/synthetic_qa.py --work_dir runs/report_vlr --output runs/report_vlr/results.md \
         --arms "Clover pre-training, 10%" --pretrain_video_lr_multiplier 0.1   # a variant, on its own page
 
@@ -19,16 +19,25 @@ per type, MSVD-style per question word) and Count MSE, for:
    fine-tuning budget (`--steps`), on 100% and on 10% of the QA training questions.
 
 The video encoder's pre-training (`finetune.pretrain_video --target scene`, make_demo's first stage)
-runs once, with seed 0, into `--work_dir/video` and is shared by every arm and seed, as the paper's
+runs once (`--video_pretrain_seed`) into `--work_dir/video` and is shared by every arm and seed, as the paper's
 one Kinetics checkpoint is (`--video_pretrained DIR` reuses one, e.g. `runs/demo/video`).
 
 The baselines and the comparison share one budget, so their rows compare with each other; the demo
 row had a larger budget. Each arm runs once per seed of `--seeds` (the seed of its pre-training and of
 its fine-tuning); a row with several seeds shows their mean and standard deviation, which is how large
 a difference between rows must be to mean anything. Every number is measured by `finetune.train_qa`
-(test split, every question counted) and written as measured. Rows and minutes are kept per seed in
-`--work_dir` (`results.json`, `minutes.json`), so a run of some arms or seeds updates those and keeps
-the others.
+(test split, every question counted) and written as measured.
+
+The measured rows live next to the page, in `--results` (the page's path with `.json`: docs/results.json,
+committed with it): per row and seed the cells, the minutes of each run, the caption pre-training's
+retrieval, and the settings every row was measured with. Each finished arm is saved there at once, so
+a report can be remade an arm at a time, across sessions and machines: a run of some arms or seeds
+replaces those and keeps the others, and `--table_only` renders the page from the file alone. A run
+whose settings (`--steps`, the learning rates, the video stage's steps, seed and stem, the benchmark) differ
+from the rows' stops before training and says which: one table holds one set of settings, and a
+variant goes to its own page (`--output`). Rows carried over from before the file existed hold their
+cells as published (`as_published`: a mean ± sd over seeds whose own values were not kept); rerunning
+the arm replaces them.
 """
 
 from __future__ import annotations
@@ -66,16 +75,25 @@ ARMS: dict[str, tuple[str, float, str]] = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None, kept_settings: dict[str, Any] | None = None) -> argparse.Namespace:
+    """The command line; the settings flags (SETTING_FLAGS) default to `kept_settings` where given,
+    so that rerunning an arm of a kept table measures it as the table's other rows were."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="The settings (--seed, --steps, --batch_size, the learning rates, the video stage's steps and seed, "
+        "--pretrain_epochs) default to those of the rows kept in --results, where it has any.",
+    )
     parser.add_argument("--data", default="data/synthetic")
     parser.add_argument("--demo", default="examples/checkpoint", help="the demo checkpoint (its metrics.json is read)")
     parser.add_argument("--work_dir", default="runs/report")
     parser.add_argument("--output", default="docs/results.md")
+    parser.add_argument("--results", help="the measured rows, kept between runs (default: --output with .json, e.g. docs/results.json)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated benchmark")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds: each arm (and its pre-training) runs once per seed")
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps of every arm")
     parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="steps of the shared video encoder pre-training (as make_demo)")
+    parser.add_argument("--video_pretrain_seed", type=int,
+                        help="seed of the shared video stage when it is trained here (default: the kept rows' stage's, else 0)")
     parser.add_argument("--video_pretrained", help="reuse this video encoder pre-training (e.g. runs/demo/video)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4, help="as make_demo")
@@ -86,7 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM", help="a subset of the arms, by name")
-    parser.add_argument("--table_only", action="store_true", help="train nothing: rewrite --output from the kept rows")
+    parser.add_argument("--table_only", action="store_true", help="train nothing: rewrite --output from --results")
+    settings = {key: value for key, value in (kept_settings or {}).items() if key in (*SETTING_FLAGS, "video_pretrain_seed")}
+    parser.set_defaults(**settings)
     return parser.parse_args(argv)
 
 
@@ -102,11 +122,11 @@ def video_stage_dir(args: argparse.Namespace) -> Path:
 
 def video_pretrained(args: argparse.Namespace) -> Path:
     """The shared video encoder pre-training: `--video_pretrained`, or `--work_dir/video` (trained
-    with seed 0 unless already complete)."""
+    with `--video_pretrain_seed` unless already complete)."""
     out = video_stage_dir(args)
     if (out / "config.json").exists():
         return pretrain_video.reusable_run(out, args.video_pretrain_steps)  # the page says how the encoder was trained
-    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=0))
+    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.video_pretrain_seed or 0))
     return out
 
 
@@ -165,9 +185,77 @@ def summarise(test: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def cell(seeds: dict[str, dict[str, Any]], task: str) -> str:
+# --------------------------------------------------------------------------------------------------
+# The kept results: docs/results.json
+# --------------------------------------------------------------------------------------------------
+
+# The settings a row is measured with, by the flag that sets them; "clips" (the benchmark's split sizes),
+# "video_stem" (the shared video stage's, the preset's when trained here) and "video_pretrain_seed" (from
+# the stage's record, or the seed it will be trained with) are added where known.
+SETTING_FLAGS = ("seed", "steps", "batch_size", "learning_rate", "video_pretrain_steps", "pretrain_epochs", "pretrain_lr", "pretrain_video_lr_multiplier")
+
+
+def results_path(args: argparse.Namespace) -> Path:
+    """Where the measured rows are kept: `--results`, or the page's path with `.json`."""
+    return Path(args.results) if args.results else Path(args.output).with_suffix(".json")
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """The kept results ({"settings", "rows", "minutes", "retrieval"}), empty parts where there is no file.
+    rows: {name: {"seeds": {seed: cells}}} or {name: {"as_published": ...}}; minutes: {run: minutes};
+    retrieval: {objective: {seed: the pre-training run's retrieval metrics}}."""
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return {"settings": {}, "rows": {}, "minutes": {}, "retrieval": {}, **stored}
+
+
+def save_results(path: Path, results: dict[str, Any]) -> None:
+    """Write the kept results (the demo row, read from the checkpoint each time, is not kept)."""
+    rows = {name: row for name, row in results["rows"].items() if name != "demo checkpoint"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**results, "rows": rows}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def current_settings(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    """This run's settings: the flags of SETTING_FLAGS, the benchmark's split sizes and the video stage's seed."""
+    settings: dict[str, Any] = {flag: getattr(args, flag) for flag in SETTING_FLAGS}
+    metadata = data / "metadata.json"
+    if metadata.exists():
+        settings["clips"] = json.loads(metadata.read_text())["clips"]
+    stage = video_stage_dir(args)
+    config = stage / "config.json"
+    settings["video_stem"] = json.loads(config.read_text()).get("video_stem", "patchify") if config.exists() else "patchify"
+    record = pretrain_video.saved_record(stage)
+    if record:
+        settings["video_pretrain_seed"] = record["arguments"]["seed"]
+    elif args.video_pretrain_seed is not None:  # the seed it will be trained with
+        settings["video_pretrain_seed"] = args.video_pretrain_seed
+    return settings
+
+
+def check_settings(results: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Stop (SystemExit) when the kept rows were measured with other settings than `current`: one
+    table holds one set of settings, so a variant needs its own page."""
+    if not results["rows"]:
+        return
+    stored = results["settings"]
+    differ = [f"{key} {stored[key]!r} (this run: {current[key]!r})" for key in stored if key in current and stored[key] != current[key]]
+    if differ:
+        raise SystemExit(
+            f"{path} holds rows measured with other settings: {'; '.join(differ)}. Run with the rows' settings, "
+            "or write this variant to its own page and results (--output runs/NAME/results.md)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------------
+
+
+def cell(row: dict[str, Any], task: str) -> str:
     """One table cell over a row's seeds: accuracy in % (or Count MSE), as "mean ± sd" with several seeds."""
-    values = [row[task] for row in seeds.values() if row.get(task)]
+    if "as_published" in row:
+        return row["as_published"]["cells"][COLUMNS.index(task)]
+    values = [cells[task] for cells in row["seeds"].values() if cells.get(task)]
     if not values:
         return "-"
     is_mse = "mse" in values[0]
@@ -177,30 +265,38 @@ def cell(seeds: dict[str, dict[str, Any]], task: str) -> str:
     return f"{statistics.mean(numbers):.{digits}f}{spread}"
 
 
-def per_type_cells(seeds: dict[str, dict[str, Any]], task: str) -> str:
+def seeds_cell(row: dict[str, Any]) -> str:
+    """The seeds a row ran with, "0, 1, 2"."""
+    if "as_published" in row:
+        return row["as_published"]["seeds"]
+    return ", ".join(sorted(row["seeds"], key=int))
+
+
+def per_type_cells(row: dict[str, Any], task: str) -> str:
     """"type accuracy" pairs, each the mean over the row's seeds."""
+    if "as_published" in row:
+        return row["as_published"]["per_type"][task]
     scores: dict[str, list[float]] = {}
-    for row in seeds.values():
-        for name, v in ((row.get(task) or {}).get("per_type") or {}).items():
+    for cells in row["seeds"].values():
+        for name, v in ((cells.get(task) or {}).get("per_type") or {}).items():
             scores.setdefault(name, []).append(100 * (v["accuracy"] if isinstance(v, dict) else v))
     return ", ".join(f"{name} {statistics.mean(values):.0f}" for name, values in sorted(scores.items())) or "-"
 
 
-def retrieval_lines(args: argparse.Namespace) -> list[str]:
+def keep_retrieval(results: dict[str, Any], objective: str, seed: str, run: Path) -> None:
+    """Keep a caption pre-training run's zero-shot retrieval (its metrics.json), when it measured one."""
+    metrics = run / "metrics.json"
+    if metrics.exists() and "retrieval" in (measured := json.loads(metrics.read_text())):
+        kept = {"retrieval": measured["retrieval"], "norm_statistics": measured.get("norm_statistics", {})}
+        results["retrieval"].setdefault(objective, {})[seed] = kept
+
+
+def retrieval_lines(retrieval: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     """A table of the caption pre-training runs' zero-shot retrieval, both ways, on the benchmark's
-    held-out caption pairs (from each run's metrics.json), one row per objective and seed found, with
-    where the retrieval heads' BatchNorm statistics came from."""
-    found: list[tuple[str, str, dict[str, Any]]] = []
-    for objective, given in (("clover", args.clover_pretrained), ("pairwise", args.pairwise_pretrained)):
-        work = Path(args.work_dir)
-        runs = {"given": Path(given)} if given else {
-            "0": work / f"pretrain-{objective}",
-            **{d.parent.name.removeprefix("seed"): d for d in sorted(work.glob(f"seed*/pretrain-{objective}"))},
-        }  # fmt: skip
-        for seed, run in runs.items():
-            metrics = run / "metrics.json"
-            if metrics.exists() and "retrieval" in (m := json.loads(metrics.read_text())):
-                found.append((objective, seed, m))
+    held-out caption pairs, one row per objective and seed, with where the retrieval heads' BatchNorm
+    statistics came from."""
+    names = {"clover": "Clover", "pairwise": "pair-wise"}
+    found = [(names[o], seed, m) for o in names for seed, m in sorted(retrieval.get(o, {}).items())]
     if not found:
         return []
     lines = [
@@ -212,8 +308,7 @@ def retrieval_lines(args: argparse.Namespace) -> list[str]:
         "| pre-training | seed | text to video R@1 | R@5 | R@10 | median rank | video to text R@1 | R@10 | BatchNorm statistics |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    names = {"clover": "Clover", "pairwise": "pair-wise"}
-    lines += [f"| {names[o]} | {seed} | {retrieval_cells(m)} |" for o, seed, m in found]
+    lines += [f"| {name} | {seed} | {retrieval_cells(m)} |" for name, seed, m in found]
     return [*lines, ""]
 
 
@@ -229,27 +324,26 @@ def retrieval_cells(metrics: dict[str, Any]) -> str:
 COLUMNS = ["tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"]
 
 
-def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace, minutes: dict[str, float]) -> str:
-    """The measured section of the page; `rows` maps a row's name to {seed: cells}."""
-    tasks = COLUMNS
-    sizes = json.loads((Path(args.data) / "metadata.json").read_text()).get("clips", {})
+def markdown(results: dict[str, Any]) -> str:
+    """The measured section of the page, from the kept results (and the demo row)."""
+    settings, rows = results["settings"], ordered(results["rows"])
+    sizes = settings.get("clips", {})
     header = "| | seeds | Action | Transition | FrameQA | MSVD-style | Count MSE (lower is better) |\n| --- | --- | --- | --- | --- | --- | --- |\n"
-    lines = [
-        f"| {name} | {', '.join(sorted(seeds, key=int))} | " + " | ".join(cell(seeds, task) for task in tasks) + " |"
-        for name, seeds in rows.items()
-    ]
-    types = [f"| {name} | {per_type_cells(seeds, 'tgif-frameqa')} | {per_type_cells(seeds, 'msvd-qa')} |" for name, seeds in rows.items()]
+    lines = [f"| {name} | {seeds_cell(row)} | " + " | ".join(cell(row, task) for task in COLUMNS) + " |" for name, row in rows.items()]
+    types = [f"| {name} | {per_type_cells(row, 'tgif-frameqa')} | {per_type_cells(row, 'msvd-qa')} |" for name, row in rows.items()]
+    stage_seed = f", seed {settings['video_pretrain_seed']}" if "video_pretrain_seed" in settings else ""
+    minutes = results["minutes"]
     return "\n".join([
         "Measured by `python benchmarks/synthetic_qa.py` (this section is its output) on the test split of the",
-        f"benchmark that `python -m clover.data.synthetic` generates with seed {args.seed} (train / val / test clips: "
+        f"benchmark that `python -m clover.data.synthetic` generates with seed {settings['seed']} (train / val / test clips: "
         f"{sizes.get('train', '?')} / {sizes.get('val', '?')} / {sizes.get('test', '?')}).",
         "Accuracy in %, every test question counted; Count is the MSE of the rounded, clamped prediction.",
-        f"Every row but the demo's fine-tunes clover-tiny for {args.steps} steps of {args.batch_size} questions",
-        f"(learning rate {args.learning_rate}, heads x5) on all five question sets at once,",
+        f"Every row but the demo's fine-tunes clover-tiny for {settings['steps']} steps of {settings['batch_size']} questions",
+        f"(learning rate {settings['learning_rate']}, heads x5) on all five question sets at once,",
         "from random weights (scratch), from the video encoder's pre-training alone (`finetune.pretrain_video",
-        f"--target scene`, {args.video_pretrain_steps} steps{video_stage_seed(args)}, one run shared by every row and seed), or after Clover or",
+        f"--target scene`, {settings['video_pretrain_steps']} steps{stage_seed}, one run shared by every row and seed), or after Clover or",
         "pair-wise pre-training on the benchmark's captions from that video encoder",
-        f"({args.pretrain_epochs} epochs at lr {args.pretrain_lr}{video_lr_note(args)}); the baselines start from the Clover pre-training.",
+        f"({settings['pretrain_epochs']} epochs at lr {settings['pretrain_lr']}{video_lr_note(settings)}); the baselines start from the Clover pre-training.",
         "Each row runs once per seed listed (the seed of both the caption pre-training and the fine-tuning);",
         "with several seeds a cell is the mean ± the standard deviation over them.",
         "The demo checkpoint had its own longer recipe (`python -m finetune.make_demo`).",
@@ -260,24 +354,16 @@ def markdown(rows: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespac
         "",
         "| | FrameQA | MSVD-style |\n| --- | --- | --- |\n" + "\n".join(types),
         "",
-        *retrieval_lines(args),
+        *retrieval_lines(results["retrieval"]),
         "Minutes per run on this machine (2 CPU cores): " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()),
         "",
-    ])
+    ])  # fmt: skip
 
 
-def video_stage_seed(args: argparse.Namespace) -> str:
-    """", seed N" of the shared video stage, as its record says (a reused one, e.g. make_demo's, has its
-    own seed); "" where the stage has no record."""
-    record = pretrain_video.saved_record(video_stage_dir(args))
-    return f", seed {record['arguments']['seed']}" if record else ""
-
-
-def video_lr_note(args: argparse.Namespace) -> str:
+def video_lr_note(settings: dict[str, Any]) -> str:
     """How the caption pre-training treated the video encoder, where not as the rest of the model."""
-    if args.pretrain_video_lr_multiplier == 1.0:
-        return ""
-    return f", the video encoder at x{args.pretrain_video_lr_multiplier:g} of it"
+    multiplier = settings.get("pretrain_video_lr_multiplier", 1.0)
+    return "" if multiplier == 1.0 else f", the video encoder at x{multiplier:g} of it"
 
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -294,22 +380,6 @@ def write_report(path: Path, table: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def kept(work_dir: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, float]]:
-    """The rows ({name: {seed: cells}}) and minutes of earlier runs in `work_dir` (empty when there are
-    none). A row written before seeds were recorded, {name: cells}, was seed 0's."""
-    rows_file, minutes_file = work_dir / "results.json", work_dir / "minutes.json"
-    stored = json.loads(rows_file.read_text()) if rows_file.exists() else {}
-    rows = {name: value["seeds"] if "seeds" in value else {"0": value} for name, value in stored.items()}
-    minutes = json.loads(minutes_file.read_text()) if minutes_file.exists() else {}
-    return rows, minutes
-
-
-def save_kept(work_dir: Path, rows: dict[str, dict[str, dict[str, Any]]], minutes: dict[str, float]) -> None:
-    rows_json = {name: {"seeds": seeds} for name, seeds in rows.items() if name != "demo checkpoint"}
-    (work_dir / "results.json").write_text(json.dumps(rows_json, indent=2) + "\n")
-    (work_dir / "minutes.json").write_text(json.dumps(minutes, indent=2) + "\n")
-
-
 def ordered(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The demo row, then the arms in ARMS order."""
     names = ["demo checkpoint", *ARMS]
@@ -324,29 +394,40 @@ def demo_seed(checkpoint: Path) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
-    args = parse_args(argv)
-    data, work_dir = Path(args.data), Path(args.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    rows, minutes = kept(work_dir)
-    demo_metrics = Path(args.demo) / "metrics.json"
-    if demo_metrics.exists():
-        rows["demo checkpoint"] = {demo_seed(Path(args.demo)): summarise(json.loads(demo_metrics.read_text())["test"])}
+    path = results_path(parse_args(argv))
+    results = load_results(path)
+    args = parse_args(argv, results["settings"] if results["rows"] else None)  # the kept rows' settings by default
+    data = Path(args.data)
     if not args.table_only:
         ensure_benchmark(data, args.seed)
-        run_arms(args, data, rows, minutes)
-    rows = ordered(rows)
-    write_report(Path(args.output), markdown(rows, args, minutes))
-    print(json.dumps(rows, indent=2))
+        run_arms(args, data, results, path)
+    if not results["settings"]:  # nothing measured yet: the page describes this run's settings
+        results["settings"] = current_settings(args, data)
+    demo_metrics = Path(args.demo) / "metrics.json"
+    if demo_metrics.exists():
+        results["rows"]["demo checkpoint"] = {"seeds": {demo_seed(Path(args.demo)): summarise(json.loads(demo_metrics.read_text())["test"])}}
+    write_report(Path(args.output), markdown(results))
+    rows = ordered(results["rows"])
+    print(json.dumps(rows, indent=2, ensure_ascii=False))
     return rows
 
 
-def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, dict[str, Any]]], minutes: dict[str, float]) -> None:
-    """Train and test each arm of `args.arms` once per seed, saving rows and minutes after each."""
+def run_arms(args: argparse.Namespace, data: Path, results: dict[str, Any], path: Path) -> None:
+    """Train and test each arm of `args.arms` once per seed, keeping each row, its minutes and the
+    pre-training's retrieval in `path` as soon as it is measured."""
+    minutes = results["minutes"]
+    if args.video_pretrain_seed is None:
+        args.video_pretrain_seed = results["settings"].get("video_pretrain_seed", 0)
+    check_settings(results, current_settings(args, data), path)  # before anything trains
     if any(ARMS[name][0] != "scratch" for name in args.arms):  # the shared video stage first, timed on its own
         began = time.time()
         video_pretrained(args)
         if time.time() - began > 5:  # not a reused run
             minutes["video pre-training"] = (time.time() - began) / 60
+    settings = current_settings(args, data)  # with the seed of the stage found
+    check_settings(results, settings, path)
+    results["settings"] = {**results["settings"], **settings}
+    replaced: set[str] = set()
     for seed in args.seeds:
         suffix = "" if seed == 0 else f", seed {seed}"
         starts: dict[str, Path | None] = {}
@@ -357,11 +438,24 @@ def run_arms(args: argparse.Namespace, data: Path, rows: dict[str, dict[str, dic
                 starts[start] = start_of(args, start, data, seed)
                 if time.time() - began > 5:  # not a reused run
                     minutes[f"pre-training ({start}{suffix})"] = (time.time() - began) / 60
+                if start in ("clover", "pairwise"):
+                    keep_retrieval(results, start, "given" if pretrained_given(args, start) else str(seed), starts[start])
             began = time.time()
             metrics = finetune(args, data, name, starts[start], fraction, video_input, seed)
             minutes[name + suffix] = (time.time() - began) / 60
-            rows.setdefault(name, {})[str(seed)] = summarise(metrics["test"])
-            save_kept(Path(args.work_dir), rows, minutes)
+            row = results["rows"].get(name, {})
+            if "as_published" in row and name not in replaced:
+                logger.warning(f"{name}: the published row (seeds {row['as_published']['seeds']}) is replaced by the seeds run now")
+                row = {}
+            replaced.add(name)
+            row.setdefault("seeds", {})[str(seed)] = summarise(metrics["test"])
+            results["rows"][name] = row
+            save_results(path, results)
+
+
+def pretrained_given(args: argparse.Namespace, objective: str) -> bool:
+    """Whether the caption pre-training of `objective` is a run given by flag (one for every seed)."""
+    return bool(args.clover_pretrained if objective == "clover" else args.pairwise_pretrained)
 
 
 if __name__ == "__main__":

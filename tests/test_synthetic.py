@@ -28,6 +28,7 @@ from clover.data.synthetic import (
     render_clip,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZE, FRAMES = 48, 16
 TGIF_HEADERS = {
     "action": ["gif_name", "question", "a1", "a2", "a3", "a4", "a5", "answer", "vid_id", "key"],
@@ -268,30 +269,32 @@ def test_the_project_loaders_read_the_benchmark(bench: Path) -> None:
     assert len(load_caption_pairs(bench / "webvid" / "results.csv", bench / "webvid" / "videos")) == 6
 
 
-def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path) -> None:
-    """`benchmarks/synthetic_qa.py --table_only` rebuilds the table from the kept rows, in the arms' order,
-    and leaves the page's own text alone."""
+def _report_module():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import synthetic_qa
 
-    work = tmp_path / "report"
-    work.mkdir()
+    return synthetic_qa
+
+
+def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path) -> None:
+    """`benchmarks/synthetic_qa.py --table_only` rebuilds the table from the kept results alone, in the
+    arms' order, and leaves the page's own text alone."""
+    synthetic_qa = _report_module()
     row = {"tgif-action": {"accuracy": 0.5, "per_type": {}}, "tgif-count": {"mse": 1.25}}
     seed1 = {"tgif-action": {"accuracy": 0.7, "per_type": {}}, "tgif-count": {"mse": 1.75}}
     rows = {
         "scratch, 10%": {"seeds": {"0": {**row, "tgif-action": {"accuracy": 0.3}}, "1": seed1}},
-        "text only (blank clip)": {**row, "tgif-action": {"accuracy": 0.25}},  # a row from before seeds: seed 0
+        "text only (blank clip)": {"seeds": {"0": {**row, "tgif-action": {"accuracy": 0.25}}}},
     }
-    (work / "results.json").write_text(json.dumps(rows))
-    (work / "minutes.json").write_text(json.dumps({"scratch, 10%": 2.0}))
-    page = tmp_path / "results.md"
+    settings = {"seed": 0, "steps": 600, "batch_size": 16, "learning_rate": 0.0002, "video_pretrain_steps": 1500,
+                "pretrain_epochs": 3, "pretrain_lr": 0.0005, "clips": {"train": 12, "val": 2, "test": 3}}  # fmt: skip
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"settings": settings, "rows": rows, "minutes": {"scratch, 10%": 2.0}}))
+    page = tmp_path / "results.md"  # the results default to the page's path with .json
     page.write_text(f"intro\n{synthetic_qa.START}\nold table\n{synthetic_qa.END}\nprose after\n")
-    data = tmp_path / "bench"
-    data.mkdir()
-    (data / "metadata.json").write_text(json.dumps({"clips": {"train": 12, "val": 2, "test": 3}}))
-    argv = ["--table_only", "--work_dir", str(work), "--output", str(page), "--data", str(data), "--demo", str(tmp_path / "none")]
+    argv = ["--table_only", "--output", str(page), "--data", str(tmp_path / "no data"), "--demo", str(tmp_path / "none")]
     rows = synthetic_qa.main(argv)
     assert list(rows) == ["text only (blank clip)", "scratch, 10%"]  # ARMS order, not file order
     text = page.read_text()
@@ -300,13 +303,12 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     # Two seeds: mean ± sample standard deviation (30 and 70 -> 50 ± 28.3; 1.25 and 1.75 -> 1.50 ± 0.35).
     assert "| scratch, 10% | 0, 1 | 50.0 ± 28.3 | - | - | - | 1.50 ± 0.35 |" in text
     assert "scratch, 10% 2.0" in text
-    assert "1500 steps, one run shared" in text  # no video stage here, so no seed to give
-    # The seed of a reused video stage is the one its record gives.
-    video = tmp_path / "video"
-    video.mkdir()
-    (video / "video_pretraining.json").write_text(json.dumps({"arguments": {"seed": 1}, "steps": 3000}))
-    synthetic_qa.main([*argv, "--video_pretrained", str(video), "--video_pretrain_steps", "3000"])
-    assert "`finetune.pretrain_video\n--target scene`, 3000 steps, seed 1, one run shared" in page.read_text()
+    assert "train / val / test clips: 12 / 2 / 3" in text  # from the kept settings: no benchmark is needed
+    assert "1500 steps, one run shared" in text  # no seed kept for the video stage, so none given
+    # The video stage's seed, where the settings keep one.
+    results.write_text(json.dumps({"settings": {**settings, "video_pretrain_seed": 1}, "rows": rows}))
+    synthetic_qa.main(argv)
+    assert "`finetune.pretrain_video\n--target scene`, 1500 steps, seed 1, one run shared" in page.read_text()
     # The demo checkpoint's row gives the training seed its recipe.json records.
     demo = tmp_path / "demo"
     demo.mkdir()
@@ -314,6 +316,51 @@ def test_report_keeps_earlier_rows_and_the_prose_around_the_table(tmp_path: Path
     (demo / "recipe.json").write_text(json.dumps({"arguments": {"seed": 1}}))
     synthetic_qa.main([*argv[:-1], str(demo)])
     assert "| demo checkpoint | 1 | 50.0 | - | - | - | 1.25 |" in page.read_text()
+    assert "demo checkpoint" not in results.read_text()  # read from the checkpoint, never kept
+
+
+def test_published_results_page_is_rendered_from_the_committed_results(tmp_path: Path) -> None:
+    """docs/results.md's table is exactly what docs/results.json (and the bundled checkpoint's metrics)
+    render: the page and its data agree, and a fresh checkout can remake the page, or one arm of it."""
+    synthetic_qa = _report_module()
+    page = tmp_path / "results.md"
+    page.write_text((ROOT / "docs" / "results.md").read_text(encoding="utf-8"), encoding="utf-8")
+    synthetic_qa.main(["--table_only", "--output", str(page), "--results", str(ROOT / "docs" / "results.json"),
+                       "--demo", str(ROOT / "examples" / "checkpoint")])  # fmt: skip
+    assert page.read_text(encoding="utf-8") == (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+
+
+def test_report_reruns_one_arm_and_keeps_the_published_rows(bench: Path, tmp_path: Path) -> None:
+    """A rerun of one arm (really trained, 2 steps on the tiny benchmark) replaces that row's published
+    cells with the measured seed and keeps every other row, its minutes and the kept settings; a run with
+    other settings stops before training anything and names the setting."""
+    synthetic_qa = _report_module()
+    published = {"seeds": "0, 1, 2", "cells": ["20.0 ± 1.0", "21.0 ± 1.0", "30.0 ± 1.0", "31.0 ± 1.0", "2.00 ± 0.01"],
+                 "per_type": {"tgif-frameqa": "color 30", "msvd-qa": "how 40"}}  # fmt: skip
+    settings = {"seed": 3, "steps": 2, "batch_size": 4, "learning_rate": 0.0002, "video_pretrain_steps": 1500,
+                "pretrain_epochs": 3, "pretrain_lr": 0.0005, "pretrain_video_lr_multiplier": 1.0,
+                "clips": {"train": 6, "val": 2, "test": 2}, "video_pretrain_seed": 1, "video_stem": "patchify"}  # fmt: skip
+    results = tmp_path / "results.json"
+    kept = {"settings": settings, "minutes": {"scratch, 10%": 12.5},
+            "rows": {name: {"as_published": published} for name in ("scratch, 100%", "scratch, 10%")}}  # fmt: skip
+    results.write_text(json.dumps(kept))
+    page, work = tmp_path / "results.md", tmp_path / "work"
+    argv = ["--data", str(bench), "--seed", "3", "--work_dir", str(work), "--output", str(page), "--demo", str(tmp_path / "none"),
+            "--arms", "scratch, 100%"]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"holds rows measured with other settings: steps 2 \(this run: 3\)"):
+        synthetic_qa.main([*argv, "--steps", "3"])
+    assert not work.exists() and json.loads(results.read_text()) == kept  # nothing trained, nothing lost
+    synthetic_qa.main(argv)  # --steps, --batch_size, ... default to the kept rows' settings
+    stored = json.loads(results.read_text())
+    assert stored["rows"]["scratch, 10%"] == {"as_published": published}
+    measured = stored["rows"]["scratch, 100%"]["seeds"]["0"]
+    assert set(measured) == {"tgif-action", "tgif-transition", "tgif-frameqa", "msvd-qa", "tgif-count"}
+    assert 0.0 <= measured["tgif-action"]["accuracy"] <= 1.0 and measured["tgif-count"]["mse"] >= 0.0
+    assert stored["settings"] == settings and set(stored["minutes"]) == {"scratch, 10%", "scratch, 100%"}
+    text = page.read_text()
+    assert f"| scratch, 100% | 0 | {100 * measured['tgif-action']['accuracy']:.1f} |" in text
+    assert "| scratch, 10% | 0, 1, 2 | 20.0 ± 1.0 | 21.0 ± 1.0 | 30.0 ± 1.0 | 31.0 ± 1.0 | 2.00 ± 0.01 |" in text
+    assert "| scratch, 10% | color 30 | how 40 |" in text
 
 
 def test_learning_curve_tool_decodes_each_clip_once_and_reports_every_task(bench: Path, tmp_path: Path) -> None:
@@ -513,10 +560,7 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
     """Every pre-trained arm of `benchmarks/synthetic_qa.py` starts from the one video encoder
     pre-training: the video-only arm fine-tunes from it, and the caption pre-training (Clover or
     pair-wise, any seed) starts from it; scratch starts from nothing."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import synthetic_qa
+    synthetic_qa = _report_module()
 
     video = tmp_path / "video"
     video.mkdir()
@@ -537,7 +581,7 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
         assert argv[argv.index("--objective") + 1] == objective
         assert argv[argv.index("--seed") + 1] == seed
         assert argv[argv.index("--video_lr_multiplier") + 1] == "1.0"  # the video encoder trains with the rest
-    assert synthetic_qa.video_lr_note(args) == ""
+    assert synthetic_qa.video_lr_note(vars(args)) == ""
 
     # --pretrain_video_lr_multiplier reaches the caption pre-training and the page says so.
     args = synthetic_qa.parse_args([
@@ -545,7 +589,7 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
     ])  # fmt: skip
     synthetic_qa.start_of(args, "clover", data, 0)
     assert calls[-1][calls[-1].index("--video_lr_multiplier") + 1] == "0.1"
-    assert synthetic_qa.video_lr_note(args) == ", the video encoder at x0.1 of it"
+    assert synthetic_qa.video_lr_note(vars(args)) == ", the video encoder at x0.1 of it"
 
     # A reused run that trained for other steps than the page would say is refused, with the flag to pass.
     (video / "video_pretraining.json").write_text(json.dumps({"steps": 3000}))
@@ -563,11 +607,9 @@ def test_report_arms_share_one_video_pretraining(tmp_path: Path, monkeypatch: py
 
 
 def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
-    """The report adds each caption pre-training run's zero-shot retrieval, by objective and seed, in %."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import synthetic_qa
+    """The report keeps each caption pre-training run's zero-shot retrieval and lists it, by objective
+    and seed, in %."""
+    synthetic_qa = _report_module()
 
     work = tmp_path / "report"
     t2v = {"R@1": 0.195, "R@5": 0.655, "R@10": 0.88, "median_rank": 4.0}
@@ -578,10 +620,16 @@ def test_report_lists_the_caption_pretraining_retrieval(tmp_path: Path) -> None:
     }))  # fmt: skip
     (work / "seed1" / "pretrain-pairwise").mkdir(parents=True)  # written before video-to-text and the statistics
     (work / "seed1" / "pretrain-pairwise" / "metrics.json").write_text(json.dumps({"retrieval": {"text_to_video": {**t2v, "R@1": 0.08}}}))
-    lines = synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(work)]))
-    assert "| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 | 21.0 | 90.5 | 512 training pairs |" in lines
-    assert "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 | - | - | running averages |" in lines
-    assert synthetic_qa.retrieval_lines(synthetic_qa.parse_args(["--work_dir", str(tmp_path / "none")])) == []
+    results = synthetic_qa.load_results(tmp_path / "none.json")
+    synthetic_qa.keep_retrieval(results, "pairwise", "1", work / "seed1" / "pretrain-pairwise")
+    synthetic_qa.keep_retrieval(results, "clover", "0", work / "pretrain-clover")
+    synthetic_qa.keep_retrieval(results, "clover", "1", work / "seed1" / "pretrain-clover")  # no run there: nothing kept
+    assert results["retrieval"]["clover"]["0"]["norm_statistics"]["pairs"] == 512
+    lines = synthetic_qa.retrieval_lines(results["retrieval"])
+    assert lines.index("| Clover | 0 | 19.5 | 65.5 | 88.0 | 4 | 21.0 | 90.5 | 512 training pairs |") < lines.index(
+        "| pair-wise | 1 | 8.0 | 65.5 | 88.0 | 4 | - | - | running averages |"
+    )  # Clover first, whatever order they were kept in
+    assert synthetic_qa.retrieval_lines({}) == []
 
 
 def test_the_bundled_demo_checkpoint_answers_its_examples() -> None:
