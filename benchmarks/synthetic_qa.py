@@ -18,9 +18,10 @@ per type, MSVD-style per question word) and Count MSE, for:
    video encoder, as the paper's start from a Kinetics-trained Video Swin), each with the same
    fine-tuning budget (`--steps`), on 100% and on 10% of the QA training questions.
 
-The video encoder's pre-training (`finetune.pretrain_video --target scene`, make_demo's first stage)
-runs once (`--video_pretrain_seed`) into `--work_dir/video` and is shared by every arm and seed, as the paper's
-one Kinetics checkpoint is (`--video_pretrained DIR` reuses one, e.g. `runs/demo/video`).
+The video encoder's pre-training (`finetune.pretrain_video --target scene`: make_demo's first stage,
+with the preset's patchify stem and every label weighted alike) runs once (`--video_pretrain_seed`)
+into `--work_dir/video` and is shared by every arm and seed, as the paper's one Kinetics checkpoint
+is (`--video_pretrained DIR` reuses one).
 
 The baselines and the comparison share one budget, so their rows compare with each other; the demo
 row had a larger budget. Each arm runs once per seed of `--seeds` (the seed of its pre-training and of
