@@ -1,6 +1,6 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
-    python benchmarks/synthetic_qa.py                       # writes docs/results.json and docs/results.md (~3 h, 2 CPU cores)
+    python benchmarks/synthetic_qa.py                       # writes docs/results.json and docs/results.md (~1.7 h, 2 CPU cores)
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from docs/results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
@@ -36,9 +36,7 @@ a report can be remade an arm at a time, across sessions and machines: a run of 
 replaces those and keeps the others, and `--table_only` renders the page from the file alone. A run
 whose settings (`--steps`, the learning rates, the video stage's steps, seed and stem, the benchmark) differ
 from the rows' stops before training and says which: one table holds one set of settings, and a
-variant goes to its own page (`--output`). Rows carried over from before the file existed hold their
-cells as published (`as_published`: a mean ± sd over seeds whose own values were not kept); rerunning
-the arm replaces them.
+variant goes to its own page (`--output`).
 """
 
 from __future__ import annotations
@@ -203,7 +201,7 @@ def results_path(args: argparse.Namespace) -> Path:
 
 def load_results(path: Path) -> dict[str, Any]:
     """The kept results ({"settings", "rows", "minutes", "retrieval"}), empty parts where there is no file.
-    rows: {name: {"seeds": {seed: cells}}} or {name: {"as_published": ...}}; minutes: {run: minutes};
+    rows: {name: {"seeds": {seed: cells}}}; minutes: {run: minutes};
     retrieval: {objective: {seed: the pre-training run's retrieval metrics}}."""
     stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     return {"settings": {}, "rows": {}, "minutes": {}, "retrieval": {}, **stored}
@@ -254,8 +252,6 @@ def check_settings(results: dict[str, Any], current: dict[str, Any], path: Path)
 
 def cell(row: dict[str, Any], task: str) -> str:
     """One table cell over a row's seeds: accuracy in % (or Count MSE), as "mean ± sd" with several seeds."""
-    if "as_published" in row:
-        return row["as_published"]["cells"][COLUMNS.index(task)]
     values = [cells[task] for cells in row["seeds"].values() if cells.get(task)]
     if not values:
         return "-"
@@ -268,15 +264,11 @@ def cell(row: dict[str, Any], task: str) -> str:
 
 def seeds_cell(row: dict[str, Any]) -> str:
     """The seeds a row ran with, "0, 1, 2"."""
-    if "as_published" in row:
-        return row["as_published"]["seeds"]
     return ", ".join(sorted(row["seeds"], key=int))
 
 
 def per_type_cells(row: dict[str, Any], task: str) -> str:
     """"type accuracy" pairs, each the mean over the row's seeds."""
-    if "as_published" in row:
-        return row["as_published"]["per_type"][task]
     scores: dict[str, list[float]] = {}
     for cells in row["seeds"].values():
         for name, v in ((cells.get(task) or {}).get("per_type") or {}).items():
@@ -428,7 +420,6 @@ def run_arms(args: argparse.Namespace, data: Path, results: dict[str, Any], path
     settings = current_settings(args, data)  # with the seed of the stage found
     check_settings(results, settings, path)
     results["settings"] = {**results["settings"], **settings}
-    replaced: set[str] = set()
     for seed in args.seeds:
         suffix = "" if seed == 0 else f", seed {seed}"
         starts: dict[str, Path | None] = {}
@@ -444,13 +435,7 @@ def run_arms(args: argparse.Namespace, data: Path, results: dict[str, Any], path
             began = time.time()
             metrics = finetune(args, data, name, starts[start], fraction, video_input, seed)
             minutes[name + suffix] = (time.time() - began) / 60
-            row = results["rows"].get(name, {})
-            if "as_published" in row and name not in replaced:
-                logger.warning(f"{name}: the published row (seeds {row['as_published']['seeds']}) is replaced by the seeds run now")
-                row = {}
-            replaced.add(name)
-            row.setdefault("seeds", {})[str(seed)] = summarise(metrics["test"])
-            results["rows"][name] = row
+            results["rows"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = summarise(metrics["test"])
             save_results(path, results)
 
 
