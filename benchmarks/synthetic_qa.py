@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv, results["settings"] if results["rows"] else None)  # the kept rows' settings by default
     data = Path(args.data)
     if not args.table_only:
+        check_settings(results, current_settings(args, data), path)  # before generating a benchmark for nothing
         ensure_benchmark(data, args.seed)
         run_arms(args, data, results, path)
     if not results["settings"]:  # nothing measured yet: the page describes this run's settings

@@ -349,6 +349,10 @@ def test_report_reruns_one_arm_and_keeps_the_other_rows(bench: Path, tmp_path: P
     with pytest.raises(SystemExit, match=r"holds rows measured with other settings: steps 2 \(this run: 3\)"):
         synthetic_qa.main([*argv, "--steps", "3"])
     assert not work.exists() and json.loads(results.read_text()) == kept  # nothing trained, nothing lost
+    missing = tmp_path / "no benchmark yet"
+    with pytest.raises(SystemExit, match=r"steps 2 \(this run: 3\)"):
+        synthetic_qa.main([*argv, "--steps", "3", "--data", str(missing)])
+    assert not missing.exists()  # refused before generating one
     synthetic_qa.main(argv)  # --steps, --batch_size, ... default to the kept rows' settings
     stored = json.loads(results.read_text())
     assert stored["rows"]["scratch, 10%"] == {"seeds": {"1": earlier}}
