@@ -91,8 +91,7 @@ def parse_args(argv: list[str] | None = None, kept_settings: dict[str, Any] | No
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds: each arm (and its pre-training) runs once per seed")
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps of every arm")
     parser.add_argument("--video_pretrain_steps", type=int, default=1500, help="steps of the shared video encoder pre-training (as make_demo)")
-    parser.add_argument("--video_pretrain_seed", type=int,
-                        help="seed of the shared video stage when it is trained here (default: the kept rows' stage's, else 0)")
+    parser.add_argument("--video_pretrain_seed", type=int, default=0, help="seed of the shared video stage when it is trained here")
     parser.add_argument("--video_pretrained", help="reuse this video encoder pre-training (e.g. runs/demo/video)")
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--pretrain_lr", type=float, default=5e-4, help="as make_demo")
@@ -104,7 +103,7 @@ def parse_args(argv: list[str] | None = None, kept_settings: dict[str, Any] | No
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM", help="a subset of the arms, by name")
     parser.add_argument("--table_only", action="store_true", help="train nothing: rewrite --output from --results")
-    settings = {key: value for key, value in (kept_settings or {}).items() if key in (*SETTING_FLAGS, "video_pretrain_seed")}
+    settings = {key: value for key, value in (kept_settings or {}).items() if key in SETTING_FLAGS}
     parser.set_defaults(**settings)
     return parser.parse_args(argv)
 
@@ -125,7 +124,7 @@ def video_pretrained(args: argparse.Namespace) -> Path:
     out = video_stage_dir(args)
     if (out / "config.json").exists():
         return pretrain_video.reusable_run(out, args.video_pretrain_steps)  # the page says how the encoder was trained
-    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.video_pretrain_seed or 0))
+    pretrain_video.main(video_pretrain_arguments(out, steps=args.video_pretrain_steps, batch_size=args.batch_size, seed=args.video_pretrain_seed))
     return out
 
 
@@ -134,10 +133,15 @@ def video_pretrained(args: argparse.Namespace) -> Path:
 CLIP_CACHE_GB = 4.0
 
 
+def given_pretraining(args: argparse.Namespace, objective: str) -> str | None:
+    """The caption pre-training run of `objective` given by flag (one for every seed), or None."""
+    return args.clover_pretrained if objective == "clover" else args.pairwise_pretrained
+
+
 def pretrained(args: argparse.Namespace, objective: str, data: Path, seed: int) -> Path:
     """A caption pre-training run with `objective` and `seed` from the shared video encoder, reused when
     given (for every seed) or already complete."""
-    given = args.clover_pretrained if objective == "clover" else args.pairwise_pretrained
+    given = given_pretraining(args, objective)
     out = Path(given) if given else seed_dir(args, seed) / f"pretrain-{objective}"
     if (out / "config.json").exists():
         return out
@@ -189,9 +193,12 @@ def summarise(test: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 # The settings a row is measured with, by the flag that sets them; "clips" (the benchmark's split sizes),
-# "video_stem" (the shared video stage's, the preset's when trained here) and "video_pretrain_seed" (from
-# the stage's record, or the seed it will be trained with) are added where known.
-SETTING_FLAGS = ("seed", "steps", "batch_size", "learning_rate", "video_pretrain_steps", "pretrain_epochs", "pretrain_lr", "pretrain_video_lr_multiplier")
+# "video_stem" (the shared video stage's, the preset's when trained here) and the stage's seed (from its
+# record, or the flag it will be trained with) are added.
+SETTING_FLAGS = (
+    "seed", "steps", "batch_size", "learning_rate", "video_pretrain_steps", "video_pretrain_seed", "pretrain_epochs", "pretrain_lr",
+    "pretrain_video_lr_multiplier",
+)  # fmt: skip
 
 
 def results_path(args: argparse.Namespace) -> Path:
@@ -215,7 +222,8 @@ def save_results(path: Path, results: dict[str, Any]) -> None:
 
 
 def current_settings(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    """This run's settings: the flags of SETTING_FLAGS, the benchmark's split sizes and the video stage's seed."""
+    """This run's settings: the flags of SETTING_FLAGS, the benchmark's split sizes and the video stage's
+    stem and seed."""
     settings: dict[str, Any] = {flag: getattr(args, flag) for flag in SETTING_FLAGS}
     metadata = data / "metadata.json"
     if metadata.exists():
@@ -223,11 +231,8 @@ def current_settings(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     stage = video_stage_dir(args)
     config = stage / "config.json"
     settings["video_stem"] = json.loads(config.read_text()).get("video_stem", "patchify") if config.exists() else "patchify"
-    record = pretrain_video.saved_record(stage)
-    if record:
-        settings["video_pretrain_seed"] = record["arguments"]["seed"]
-    elif args.video_pretrain_seed is not None:  # the seed it will be trained with
-        settings["video_pretrain_seed"] = args.video_pretrain_seed
+    record = pretrain_video.saved_record(stage)  # a stage already there has its own seed; else it is trained with this one
+    settings["video_pretrain_seed"] = record["arguments"]["seed"] if record else args.video_pretrain_seed
     return settings
 
 
@@ -410,9 +415,7 @@ def run_arms(args: argparse.Namespace, data: Path, results: dict[str, Any], path
     """Train and test each arm of `args.arms` once per seed, keeping each row, its minutes and the
     pre-training's retrieval in `path` as soon as it is measured."""
     minutes = results["minutes"]
-    if args.video_pretrain_seed is None:
-        args.video_pretrain_seed = results["settings"].get("video_pretrain_seed", 0)
-    check_settings(results, current_settings(args, data), path)  # before anything trains
+    check_settings(results, current_settings(args, data), path)  # the benchmark's split sizes, now that it exists
     if any(ARMS[name][0] != "scratch" for name in args.arms):  # the shared video stage first, timed on its own
         began = time.time()
         video_pretrained(args)
@@ -432,17 +435,12 @@ def run_arms(args: argparse.Namespace, data: Path, results: dict[str, Any], path
                 if time.time() - began > 5:  # not a reused run
                     minutes[f"pre-training ({start}{suffix})"] = (time.time() - began) / 60
                 if start in ("clover", "pairwise"):
-                    keep_retrieval(results, start, "given" if pretrained_given(args, start) else str(seed), starts[start])
+                    keep_retrieval(results, start, "given" if given_pretraining(args, start) else str(seed), starts[start])
             began = time.time()
             metrics = finetune(args, data, name, starts[start], fraction, video_input, seed)
             minutes[name + suffix] = (time.time() - began) / 60
             results["rows"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = summarise(metrics["test"])
             save_results(path, results)
-
-
-def pretrained_given(args: argparse.Namespace, objective: str) -> bool:
-    """Whether the caption pre-training of `objective` is a run given by flag (one for every seed)."""
-    return bool(args.clover_pretrained if objective == "clover" else args.pairwise_pretrained)
 
 
 if __name__ == "__main__":
