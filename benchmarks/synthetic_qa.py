@@ -1,6 +1,6 @@
 """The synthetic video QA report: does the video matter, and does Clover pre-training help?
 
-    python benchmarks/synthetic_qa.py                       # writes docs/results.json and docs/results.md (~1.7 h, 2 CPU cores)
+    python benchmarks/synthetic_qa.py                       # writes docs/results.json and docs/results.md (~1 h for seed 0, 2 CPU cores)
     python benchmarks/synthetic_qa.py --arms "scratch, 100%"   # reruns one arm; the other rows are kept
     python benchmarks/synthetic_qa.py --table_only          # rewrites docs/results.md from docs/results.json
     python benchmarks/synthetic_qa.py --arms "scratch, 10%" --seeds 1 2   # more seeds of one arm
