@@ -188,7 +188,8 @@ def load_model(model: str | Path) -> tuple[CloverModel, CloverProcessor]:
 
 
 def probe(model: str, csv: str, video_root: str, fused: bool = False, seed: int = 0, batch_size: int = 16) -> dict[str, Any]:
-    """Score every readable pair of the CSV (see the module's docstring); unreadable clips are skipped."""
+    """Score every readable pair of the CSV (see the module's docstring); rows whose clip is missing or
+    unreadable are skipped and counted."""
     from finetune.pretrain import load_pairs, val_loader
 
     clover, processor = load_model(model)
@@ -207,7 +208,7 @@ def probe(model: str, csv: str, video_root: str, fused: bool = False, seed: int 
                 scores = caption_scores(clover, processor, tokens[row : row + 1], [pairs.pairs[index]["caption"], *edits[index].values()], fused)
                 totals.add(scores[0].item(), dict(zip(names, scores[1:].tolist())))
     return {"model": str(model), "captions": str(csv), "score": "fused" if fused else "retrieval embeddings", "seed": seed,
-            "pairs": len(pairs.pairs) - skipped, "unreadable_clips": skipped, "edits": totals.summary()}
+            "pairs": len(pairs.pairs) - skipped, "unreadable_clips": skipped, "missing_clips": pairs.missing, "edits": totals.summary()}
 
 
 def markdown_row(result: dict[str, Any]) -> str:

@@ -114,7 +114,7 @@ def test_tool_end_to_end_skips_an_unreadable_clip(tiny_checkpoint: Path, caption
     output = tmp_path / "edits.json"
     common = ["--model", str(tiny_checkpoint), "--captions", str(captions["broken"]), "--video_root", str(captions["videos"])]
     result = probe.main([*common, "--output", str(output)])
-    assert result["pairs"] == 4 and result["unreadable_clips"] == 1
+    assert (result["pairs"], result["unreadable_clips"], result["missing_clips"]) == (4, 1, 0)
     assert json.loads(output.read_text(encoding="utf-8")) == result
     assert {result["edits"][name]["clips"] for name in probe.NEW_WORD_EDITS} == {4}
     assert all(0.0 <= edit["accuracy"] <= 1.0 for edit in result["edits"].values())
