@@ -72,10 +72,10 @@ def parse_caption(caption: str) -> list[CaptionObject]:
     for part in caption.replace(" while ", " and ").split(" and "):
         words = part.split(" ")
         if len(words) < 5 or words[0] != "a" or words[1] not in synthetic.SIZES or words[2] not in synthetic.COLORS or words[3] not in synthetic.SHAPES:
-            raise ValueError(f"not a caption of the synthetic generator (clover.data.synthetic.caption): {caption!r}")
+            raise _not_generated(caption)
         objects.append(CaptionObject(words[1], words[2], words[3], [_parse_step(step, caption) for step in " ".join(words[4:]).split(" then ")]))
     if render_caption(objects) != caption:
-        raise ValueError(f"not a caption of the synthetic generator (clover.data.synthetic.caption): {caption!r}")
+        raise _not_generated(caption)
     return objects
 
 
@@ -85,16 +85,16 @@ def _parse_step(step: str, caption: str) -> tuple[str, str]:
             count = step[len(verb):].strip()
             if count in COUNT_WORDS:
                 return verb, count
-    raise ValueError(f"not a caption of the synthetic generator (clover.data.synthetic.caption): {caption!r}")
+    raise _not_generated(caption)
+
+
+def _not_generated(caption: str) -> ValueError:
+    return ValueError(f"not a caption of the synthetic generator (clover.data.synthetic.caption): {caption!r}")
 
 
 def render_caption(objects: Sequence[CaptionObject]) -> str:
     """The caption the generator writes for these objects (the inverse of `parse_caption`)."""
-    phrases = [f"a {o.size} {o.color} {o.shape} " + " then ".join(" ".join(filter(None, step)) for step in o.steps) for o in objects]
-    text = phrases[0]
-    for position, phrase in enumerate(phrases[1:]):
-        text += (" while " if position == 0 else " and ") + phrase
-    return text
+    return synthetic.join_object_phrases([synthetic.object_phrase(o.size, o.color, o.shape, o.steps) for o in objects])
 
 
 def caption_edits(caption: str, rng: random.Random) -> dict[str, str]:

@@ -487,17 +487,25 @@ def times_phrase(reps: int) -> str:
 
 def caption(scene: Scene) -> str:
     """A WebVid-style caption: "a big red circle moves left then rotates twice while a small white star blinks"."""
-    phrases = [_object_phrase(obj) for obj in scene.objects]
+    return join_object_phrases([_object_phrase(obj) for obj in scene.objects])
+
+
+def join_object_phrases(phrases: Sequence[str]) -> str:
+    """One caption from its objects' phrases: the first two joined by "while", any further by "and"."""
     text = phrases[0]
     for position, phrase in enumerate(phrases[1:]):
         text += (" while " if position == 0 else " and ") + phrase
     return text
 
 
+def object_phrase(size: str, color: str, shape: str, steps: Sequence[tuple[str, str]]) -> str:
+    """ "a big red circle moves left then rotates twice": `steps` are (verb, count words; "" for once)."""
+    return f"a {size} {color} {shape} " + " then ".join(" ".join(filter(None, step)) for step in steps)
+
+
 def _object_phrase(obj: SceneObject) -> str:
     steps = obj.core_steps() or obj.steps[:1]
-    verbs = [" ".join(filter(None, (THIRD_PERSON[step.action], TIMES_WORDS[step.reps]))) for step in steps]
-    return f"a {obj.size} {obj.color} {obj.shape} " + " then ".join(verbs)
+    return object_phrase(obj.size, obj.color, obj.shape, [(THIRD_PERSON[step.action], TIMES_WORDS[step.reps]) for step in steps])
 
 
 # --------------------------------------------------------------------------------------------------
