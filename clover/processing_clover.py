@@ -187,19 +187,23 @@ class CloverProcessor:
     # ----------------------------------------------------------------------------------------------
 
     def preprocess_frames(
-        self, frames: Clip, *, training: bool = False, generator: torch.Generator | None = None
+        self,
+        frames: Clip,
+        *,
+        training: bool = False,
+        generator: torch.Generator | None = None,
+        crop_box: tuple[int, int, int, int] | None = None,
     ) -> torch.Tensor:
         """uint8 RGB frames `(T, H, W, 3)` -> normalised float `(T, 3, S, S)`.
 
         Test: the centre square of side min(H, W), resized to S (the same as resizing the short side to
         S and centre-cropping). Training: one random crop for the whole clip (area `train_crop_scale`,
         aspect ratio 3/4..4/3), resized to S; no flip. Then /255 and per-channel normalisation.
+        `crop_box` (top, left, h, w), e.g. from `CloverProcessor.crop_box`, replaces the crop drawn here.
         """
         clip = self._check_frames(frames)  # (T, H, W, 3) uint8
         height, width = clip.shape[1:3]
-        top, left, crop_h, crop_w = (
-            self._random_crop_box(height, width, generator) if training else _centre_square_box(height, width)
-        )
+        top, left, crop_h, crop_w = crop_box or self.crop_box(height, width, training=training, generator=generator)
         crop = clip[:, top : top + crop_h, left : left + crop_w]  # (T, h, w, 3)
         pixels = crop.permute(0, 3, 1, 2).float()  # (T, 3, h, w)
         if (crop_h, crop_w) != (self.image_size, self.image_size):
@@ -208,6 +212,13 @@ class CloverProcessor:
         mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.image_std).view(1, 3, 1, 1)
         return (pixels.div(255.0).clamp(0.0, 1.0) - mean) / std  # (T, 3, S, S)
+
+    def crop_box(
+        self, height: int, width: int, *, training: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[int, int, int, int]:
+        """(top, left, h, w) of the crop `preprocess_frames` takes from frames of `height` x `width`
+        (for callers that must know where the pixels came from, e.g. to move boxes with them)."""
+        return self._random_crop_box(height, width, generator) if training else _centre_square_box(height, width)
 
     def _check_frames(self, frames: Clip) -> torch.Tensor:
         """The frames as a uint8 torch tensor `(T, H, W, 3)`, or a ValueError saying what is wrong."""
@@ -395,7 +406,8 @@ class CloverProcessor:
         the training loop sums (a dataset's own counter lives in its worker process). QA batches have
         `pixel_values`, `input_ids`, `attention_mask` (+ `candidate_mask` and `candidate_token_mask` for
         multiple choice), `labels` (long for open/mc, float for count; only when the items have
-        labels), and the lists `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches
+        labels), `grounding_boxes` (B, T, 4) when any item has them (NaN for the others), and the lists
+        `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches
         have `pixel_values`, `input_ids`, `attention_mask`, `ids`, `captions`. A batch whose clips were all unreadable holds
         only `skipped` and an empty `ids` list.
         """
@@ -434,6 +446,10 @@ class CloverProcessor:
         )
         if candidates is not None:
             batch["candidates"] = candidates
+        if any("grounding_boxes" in example for example in examples):  # NaN rows: no named object
+            num_frames = examples[0]["pixel_values"].shape[0]
+            blank = torch.full((num_frames, 4), float("nan"))
+            batch["grounding_boxes"] = torch.stack([example.get("grounding_boxes", blank) for example in examples])  # (B, T, 4)
         return batch
 
 

@@ -40,6 +40,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from clover.configuration_clover import QA_HEADS, QA_POOLINGS, CloverConfig
 from clover.data.annotations import TASKS, Record
 from clover.data.datasets import VIDEO_INPUTS, ClipCache, VideoQADataset
+from clover.grounding import GroundingError, attach_grounding, grounding_loss, load_grounding, token_mask
 from clover.metrics import metrics_markdown, selection_score
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
@@ -95,6 +96,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--config_overrides", help="with --preset: config fields to change, e.g. \"text_config.initializer_range=0.05,num_fusion_layers=3\"")
     model.add_argument("--qa_pooling", choices=QA_POOLINGS,
                        help="what the answer heads read (CloverConfig.qa_pooling); default: the checkpoint's or the preset's")
+    model.add_argument("--grounding_weight", type=float, default=0.0,
+                       help="add W x -log(the question pooling's attention on the object the question names), from the "
+                       "grounding.json the synthetic benchmark writes beside its annotations (clover.grounding; needs "
+                       "--qa_pooling cls+max+query or cls+max+query+time); 0: off")
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -118,6 +123,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"a task is repeated: {args.task}")
     if args.merge_lora and args.train != "lora":
         parser.error("--merge_lora goes with --train lora")
+    if args.grounding_weight < 0:
+        parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,8 +143,22 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
         data.splits["train"] = subsample(data.splits["train"], args.train_fraction, args.seed)
         if not data.splits["train"]:
             raise SystemExit(f"{task}: no train questions in {annotations} (run python -m finetune.check_data)")
+        if args.grounding_weight:
+            _attach_grounding(data)
         tasks.append(data)
     return tasks
+
+
+def _attach_grounding(data: TaskData) -> None:
+    """Give the training questions that name an object that object's boxes (`--grounding_weight`)."""
+    try:
+        grounding = load_grounding(data.annotations)
+        records = [dict(record) for record in data.splits["train"]]  # the other splits keep theirs untouched
+        attached = attach_grounding(records, grounding, data.name)
+    except GroundingError as error:
+        raise SystemExit(f"{data.name}: {error}") from error
+    data.splits["train"] = records
+    logger.info(f"{data.name}: {attached} of {len(records)} training questions name an object and are grounded")
 
 
 def subsample(records: list[Record], fraction: float, seed: int) -> list[Record]:
@@ -342,6 +363,7 @@ class Run(training.Run):
 
     data: TrainData
     tasks: dict[str, TaskData]
+    grounding_terms: list[torch.Tensor] = field(default_factory=list)  # this step's grounding losses, for the log
 
 
 @dataclass
@@ -354,11 +376,20 @@ class TrainState(training.TrainState):
 
 
 def training_loss(run: Run, batch: dict[str, Any]) -> torch.Tensor:
-    """The batch's loss with its task's head (a zero loss when all its clips were unreadable)."""
+    """The batch's loss with its task's head (a zero loss when all its clips were unreadable), plus
+    `--grounding_weight` x `grounding_loss` on its questions that name an object."""
     if not batch["ids"]:
         return training.zero_loss(run.model)
     kind = run.tasks[batch["task"]].kind
-    return run.model(**model_inputs(batch, kind)).loss
+    grounded = run.args.grounding_weight > 0 and "grounding_boxes" in batch
+    outputs = run.model(**model_inputs(batch, kind), output_question_attention=grounded)
+    if not grounded:
+        return outputs.loss
+    grid = run.accelerator.unwrap_model(run.model).config.video_grid
+    mask = token_mask(batch["grounding_boxes"], grid).to(outputs.question_attention.device)  # (B, t*h*w)
+    term = grounding_loss(outputs.question_attention, mask)
+    run.grounding_terms.append(term.detach())
+    return outputs.loss + run.args.grounding_weight * term
 
 
 def train_step(run: Run, batch: dict[str, Any]) -> torch.Tensor:
@@ -418,10 +449,16 @@ def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dic
     (with the main process's last batch of record ids, to check the data order); return that loss."""
     loss = run.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
     lr = run.scheduler.get_last_lr()[0]
-    run.accelerator.log({"train_loss": loss, "lr": lr}, step=state.completed_steps)
+    record: dict[str, Any] = {"train_loss": loss, "lr": lr}
+    if run.grounding_terms:  # the unweighted grounding term, part of the loss above (this process's)
+        record["grounding_loss"] = torch.stack(run.grounding_terms).mean().item()
+        run.grounding_terms.clear()
+    run.accelerator.log(record, step=state.completed_steps)
     if run.accelerator.is_main_process:
+        grounding = {"grounding_loss": record["grounding_loss"]} if "grounding_loss" in record else {}
         training.append_train_log(run.args, {
-            "step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, "lr": lr, "ids": batch["ids"]
+            "step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, **grounding, "lr": lr,
+            "ids": batch["ids"],
         })
     return loss
 
@@ -499,6 +536,7 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
     lines += training.settings_table({
         "learning rate (heads x, video encoder x)": f"{args.learning_rate} (x{args.head_lr_multiplier}, x{args.video_lr_multiplier})",
         "weight decay": args.weight_decay, "task sampling (share ~ size^alpha)": args.task_sampling_alpha,
+        **({"grounding weight (where the named object is)": args.grounding_weight} if args.grounding_weight else {}),
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })
@@ -546,6 +584,11 @@ def setup(args: argparse.Namespace) -> Run:
     task_list = load_tasks(args)
     write_run_files(accelerator, args, task_list)
     model = build_model(args, task_list)
+    if args.grounding_weight and "question_pooling" not in model.heads:
+        raise SystemExit(
+            f"--grounding_weight teaches the question pooling where to look, and this model's qa_pooling "
+            f"{model.config.qa_pooling!r} has none: add --qa_pooling cls+max+query"
+        )
     processor = training.build_processor(args, model.config)
     data = build_dataloaders(args, accelerator, task_list, processor, dict(model.config.label2id))
     model = apply_training_mode(model, args)

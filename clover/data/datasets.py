@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clover.data.annotations import IGNORE_INDEX
+from clover.grounding import boxes_in_crop
 from clover.processing_clover import CloverProcessor
 from clover.video import DecodedVideo, VideoReadError, decode_video, read_frames, sample_frames
 
@@ -125,10 +126,16 @@ class _ClipDataset(Dataset):
 
     def _read_clip(self, video: str, index: int) -> torch.Tensor | None:
         """The preprocessed clip `(T, 3, S, S)` of `videos_dir / video`, or None if it cannot be read."""
+        read = self._read_clip_and_crop(video, index)
+        return None if read is None else read[0]
+
+    def _read_clip_and_crop(self, video: str, index: int) -> tuple[torch.Tensor, tuple[float, float, float, float]] | None:
+        """The preprocessed clip `(T, 3, S, S)` and the crop it shows, (x0, y0, x1, y1) as fractions of
+        the frame; None if the clip cannot be read."""
         path = self.videos_dir / video
         if self.video_input == "none":  # zeros are the normalised mean colour: no visual information
             size = self.processor.image_size
-            return torch.zeros(self.processor.num_frames, 3, size, size)
+            return torch.zeros(self.processor.num_frames, 3, size, size), (0.0, 0.0, 1.0, 1.0)
         rng, crop = self._generators(index)
         try:
             if not path.is_file():
@@ -139,7 +146,10 @@ class _ClipDataset(Dataset):
             return None
         if self.video_input == "middle":
             frames = np.repeat(frames[len(frames) // 2][None], len(frames), axis=0)  # (T, H, W, 3), one frame
-        return self.processor.preprocess_frames(frames, training=self.training, generator=crop)  # (T, 3, S, S)
+        height, width = frames.shape[1:3]
+        top, left, crop_h, crop_w = box = self.processor.crop_box(height, width, training=self.training, generator=crop)
+        pixels = self.processor.preprocess_frames(frames, crop_box=box)  # (T, 3, S, S)
+        return pixels, (left / width, top / height, (left + crop_w) / width, (top + crop_h) / height)
 
     def _frames(self, path: Path, rng: np.random.Generator) -> np.ndarray:
         if self.clip_cache is not None:
@@ -170,7 +180,8 @@ class VideoQADataset(_ClipDataset):
         video_input, clip_cache: see `_ClipDataset`.
 
     `dataset[i]` is {pixel_values (T, 3, S, S), question, candidates (mc only), label, id, type,
-    answer}, or None when the clip cannot be read.
+    answer, and grounding_boxes (T, 4) for records given a "grounding" by
+    `clover.grounding.attach_grounding`}, or None when the clip cannot be read.
     """
 
     def __init__(
@@ -204,9 +215,10 @@ class VideoQADataset(_ClipDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         record = self.records[index]
-        pixel_values = self._read_clip(record["video"], index)  # (T, 3, S, S) or None
-        if pixel_values is None:
+        read = self._read_clip_and_crop(record["video"], index)
+        if read is None:
             return None
+        pixel_values, crop = read  # (T, 3, S, S), the crop's (x0, y0, x1, y1) in the frame
         item = {
             "pixel_values": pixel_values,
             "question": record["question"],
@@ -217,6 +229,9 @@ class VideoQADataset(_ClipDataset):
         }
         if self.kind == "mc":
             item["candidates"] = list(record["candidates"])
+        if "grounding" in record:  # the named object's boxes in the frames the model sees (clover.grounding)
+            num_frames = pixel_values.shape[0]
+            item["grounding_boxes"] = boxes_in_crop(record["grounding"], record["grounding_segments"], num_frames, crop)  # (T, 4)
         return item
 
     def label(self, record: Mapping[str, Any]) -> int | float:

@@ -24,6 +24,8 @@ Output layout under OUT_DIR:
     tgif/{Train,Test}_{action,transition,frameqa,count}_question.csv, tgif/gifs/<gif_name>.gif,
     tgif/splits.json                          TGIF-QA (Train holds the train and val clips)
     msvd/{train,val,test}_qa.json, msvd/youtube_mapping.txt, msvd/YouTubeClips/<id>_<s>_<e>.avi
+    tgif/grounding.json, msvd/grounding.json  where each object is and which one each question names
+                                              (ours, not in the published datasets)
     webvid/results.csv (train), webvid/results_val.csv (val), webvid/videos/<page_dir>/<videoid>.mp4
     scenes.json (the ground truth of every clip), metadata.json, corpus.txt
 """
@@ -45,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from clover.grounding import GROUNDING_FILE, GROUNDING_FORMAT
 from clover.video import write_video
 
 # --------------------------------------------------------------------------------------------------
@@ -321,6 +324,32 @@ def frame_time(frame: int, num_frames: int) -> float:
     per_segment = num_frames // NUM_SEGMENTS
     segment, within = divmod(frame, per_segment)
     return segment + (within + 1) / per_segment - 1e-6
+
+
+# How far a drawn shape reaches from its centre, in radii: the cross's arm corners (hypot(1, 0.32)).
+SHAPE_EXTENT = 1.05
+
+
+def segment_boxes(obj: SceneObject) -> list[list[float] | None]:
+    """Per segment, the box `[x0, y0, x1, y1]` (fractions of the frame side, clipped to the frame) that
+    holds the object wherever it is within the segment, or None while it is blinked off.
+
+    Why per segment: the model samples one frame per segment, at a random instant when training, so
+    the box must cover the whole segment's motion (the states at its start, middle and end)."""
+    boxes: list[list[float] | None] = []
+    for segment in range(NUM_SEGMENTS):
+        states = [object_state(obj, segment + t) for t in (1e-6, 0.5, 1 - 1e-6)]
+        shown = [state for state in states if state.visible]
+        if not shown:
+            boxes.append(None)
+            continue
+        reach = [SHAPE_EXTENT * state.radius for state in shown]
+        box = [
+            min(state.x - r for state, r in zip(shown, reach)), min(state.y - r for state, r in zip(shown, reach)),
+            max(state.x + r for state, r in zip(shown, reach)), max(state.y + r for state, r in zip(shown, reach)),
+        ]
+        boxes.append([round(min(1.0, max(0.0, value)), 4) for value in box])
+    return boxes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -600,7 +629,7 @@ def make_action_question(rng: random.Random, scene: Scene, option: Option) -> di
     same_count = [s.action for s in obj.core_steps() if s.reps == reps]
     candidates, answer = multiple_choice(rng, option.answer, same_count, REPEATED_ACTIONS, _clip_actions(scene, obj, reps))
     question = ACTION_TEMPLATE.format(ref=reference(rng, obj), times=times_phrase(reps))
-    return {"question": question, "candidates": candidates, "answer": answer}
+    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(obj)}
 
 
 def make_transition_question(rng: random.Random, scene: Scene, option: Option) -> dict[str, Any]:
@@ -609,12 +638,12 @@ def make_transition_question(rng: random.Random, scene: Scene, option: Option) -
     own = [step.action for step in option.obj.steps]  # the object's other actions: order matters
     candidates, answer = multiple_choice(rng, option.answer, [anchor], ACTIONS, _clip_actions(scene, option.obj) + own)
     question = TRANSITION_TEMPLATES[direction].format(ref=reference(rng, option.obj), anchor=anchor)
-    return {"question": question, "candidates": candidates, "answer": answer}
+    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(option.obj)}
 
 
-def make_count_question(rng: random.Random, option: Option) -> dict[str, Any]:
+def make_count_question(rng: random.Random, scene: Scene, option: Option) -> dict[str, Any]:
     question = COUNT_TEMPLATE.format(ref=reference(rng, option.obj), action=option.detail)
-    return {"question": question, "answer": option.answer}
+    return {"question": question, "answer": option.answer, "object": scene.objects.index(option.obj)}
 
 
 def frameqa_questions(rng: random.Random, scene: Scene, how_many: int = 3) -> list[dict[str, Any]]:
@@ -625,7 +654,8 @@ def frameqa_questions(rng: random.Random, scene: Scene, how_many: int = 3) -> li
     for kind in rng.sample(kinds, min(how_many, len(kinds))):
         obj = rng.choice(static if kind == "location" else scene.objects)
         question, answer = _single_frame_question(rng, kind, obj, scene, FRAMEQA_TEMPLATES)
-        questions.append({"question": question, "answer": answer, "type": FRAMEQA_TYPES[kind]})
+        named = None if kind == "number" else scene.objects.index(obj)
+        questions.append({"question": question, "answer": answer, "type": FRAMEQA_TYPES[kind], "object": named})
     return questions
 
 
@@ -642,33 +672,35 @@ def _single_frame_question(
     return templates[kind].format(ref=reference(rng, obj)), str(obj.zone)
 
 
-def msvd_questions(rng: random.Random, scene: Scene, how_many: int = 4) -> list[dict[str, str]]:
-    """Up to `how_many` open-ended questions of distinct kinds (what, which, how, where) with one-word answers."""
-    pool: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    performers: dict[str, list[SceneObject]] = defaultdict(list)
-    for obj in scene.objects:
+def msvd_questions(rng: random.Random, scene: Scene, how_many: int = 4) -> list[dict[str, Any]]:
+    """Up to `how_many` open-ended questions of distinct kinds (what, which, how, where) with one-word
+    answers, each with the index of the object it is about (None for "how many objects ?")."""
+    pool: dict[str, list[tuple[str, str, int | None]]] = defaultdict(list)
+    performers: dict[str, list[int]] = defaultdict(list)
+    for index, obj in enumerate(scene.objects):
         core = obj.core_steps()
-        pool["color"].append(_single_frame_question(rng, "color", obj, scene, MSVD_TEMPLATES))
+        pool["color"].append((*_single_frame_question(rng, "color", obj, scene, MSVD_TEMPLATES), index))
         if core:
-            pool["first"].append((MSVD_TEMPLATES["first"].format(ref=reference(rng, obj)), GERUND[core[0].action]))
+            pool["first"].append((MSVD_TEMPLATES["first"].format(ref=reference(rng, obj)), GERUND[core[0].action], index))
         if len(core) > 1:
-            pool["last"].append((MSVD_TEMPLATES["last"].format(ref=reference(rng, obj)), GERUND[core[-1].action]))
+            pool["last"].append((MSVD_TEMPLATES["last"].format(ref=reference(rng, obj)), GERUND[core[-1].action], index))
         for action in COUNTED_ACTIONS:
             question = MSVD_TEMPLATES["count"].format(ref=reference(rng, obj), action=action)
-            pool["count"].append((question, NUMBER_WORDS[obj.reps_of(action)]))
+            pool["count"].append((question, NUMBER_WORDS[obj.reps_of(action)], index))
         directions = {DIRECTION[step.action] for step in core if step.action in MOVES}
         if len(directions) == 1:
-            pool["direction"].append((MSVD_TEMPLATES["direction"].format(ref=reference(rng, obj)), directions.pop()))
+            pool["direction"].append((MSVD_TEMPLATES["direction"].format(ref=reference(rng, obj)), directions.pop(), index))
         if obj.zone is not None:
-            pool["location"].append(_single_frame_question(rng, "location", obj, scene, MSVD_TEMPLATES))
+            pool["location"].append((*_single_frame_question(rng, "location", obj, scene, MSVD_TEMPLATES), index))
         for step in core:
-            performers[step.action].append(obj)
-    for action, objects in performers.items():
-        if len(objects) == 1:
-            pool["which"].append((MSVD_TEMPLATES["which"].format(third=THIRD_PERSON[action]), objects[0].shape))
-    pool["number"].append(_single_frame_question(rng, "number", scene.objects[0], scene, MSVD_TEMPLATES))
+            performers[step.action].append(index)
+    for action, indices in performers.items():
+        if len(indices) == 1:
+            question = MSVD_TEMPLATES["which"].format(third=THIRD_PERSON[action])
+            pool["which"].append((question, scene.objects[indices[0]].shape, indices[0]))
+    pool["number"].append((*_single_frame_question(rng, "number", scene.objects[0], scene, MSVD_TEMPLATES), None))
     kinds = rng.sample(sorted(pool), min(how_many, len(pool)))
-    return [dict(zip(("question", "answer"), rng.choice(pool[kind]))) for kind in kinds]
+    return [dict(zip(("question", "answer", "object"), rng.choice(pool[kind]))) for kind in kinds]
 
 
 @dataclass
@@ -680,7 +712,7 @@ class ClipQuestions:
     transition: dict[str, Any] | None
     count: dict[str, Any] | None
     frameqa: list[dict[str, Any]]
-    msvd: list[dict[str, str]]
+    msvd: list[dict[str, Any]]
     caption: str
 
 
@@ -698,7 +730,7 @@ def annotate_split(scenes: Sequence[Scene], seed: int, split: str) -> list[ClipQ
                 scene=scene,
                 action=make_action_question(rng, scene, action) if action else None,
                 transition=make_transition_question(rng, scene, transition) if transition else None,
-                count=make_count_question(rng, count) if count else None,
+                count=make_count_question(rng, scene, count) if count else None,
                 frameqa=frameqa_questions(rng, scene),
                 msvd=msvd_questions(rng, scene),
                 caption=caption(scene),
@@ -743,23 +775,30 @@ def clip_names(index: int, duration_s: int) -> ClipNames:
     )
 
 
-def tgif_rows(annotated: Iterable[ClipQuestions], keys: Counter) -> dict[str, list[list[Any]]]:
-    """The rows of the four TGIF-QA files for the given clips; `keys` numbers the rows per task."""
+def tgif_rows(
+    annotated: Iterable[ClipQuestions], keys: Counter, named: dict[str, dict[str, int]] | None = None
+) -> dict[str, list[list[Any]]]:
+    """The rows of the four TGIF-QA files for the given clips; `keys` numbers the rows per task.
+    `named`, when given, gets for each task {row key: index of the object the question names}."""
     rows: dict[str, list[list[Any]]] = {task: [] for task in TGIF_COLUMNS}
+    named = {} if named is None else named
+
+    def add(task: str, item: dict[str, Any], before_key: list[Any], after_key: Sequence[Any] = ()) -> None:
+        keys[task] += 1
+        rows[task].append([*before_key, keys[task], *after_key])
+        if item.get("object") is not None:
+            named.setdefault(f"tgif-{task}", {})[str(keys[task])] = item["object"]
+
     for clip in annotated:
         name, number = clip.scene.name, clip.scene.index + 1
         for task in ("action", "transition"):
             item = getattr(clip, task)
             if item is not None:
-                keys[task] += 1
-                rows[task].append([name, item["question"], *item["candidates"], item["answer"], f"{task.upper()}{number}", keys[task]])
+                add(task, item, [name, item["question"], *item["candidates"], item["answer"], f"{task.upper()}{number}"])
         for item in clip.frameqa:
-            keys["frameqa"] += 1
-            row = [name, item["question"], item["answer"], item["type"], f"FRAMEQA{number}", keys["frameqa"], f"{clip.caption} ."]
-            rows["frameqa"].append(row)
+            add("frameqa", item, [name, item["question"], item["answer"], item["type"], f"FRAMEQA{number}"], [f"{clip.caption} ."])
         if clip.count is not None:
-            keys["count"] += 1
-            rows["count"].append([name, clip.count["question"], clip.count["answer"], f"COUNT{number}", keys["count"]])
+            add("count", clip.count, [name, clip.count["question"], clip.count["answer"], f"COUNT{number}"])
     return rows
 
 
@@ -773,29 +812,52 @@ def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
 
 
 def write_tgif(out: Path, by_split: dict[str, list[ClipQuestions]]) -> None:
-    """`{Train,Test}_<task>_question.csv` (Train = train + val clips) and `splits.json`."""
+    """`{Train,Test}_<task>_question.csv` (Train = train + val clips), `splits.json` and `grounding.json`."""
     keys: Counter = Counter()
+    named: dict[str, dict[str, int]] = {}
     for prefix, clips in (("Train", by_split["train"] + by_split["val"]), ("Test", by_split["test"])):
-        for task, rows in tgif_rows(clips, keys).items():
+        for task, rows in tgif_rows(clips, keys, named).items():
             write_tsv(out / f"{prefix}_{task}_question.csv", TGIF_COLUMNS[task], rows)
     splits = {split: [clip.scene.name for clip in by_split[split]] for split in SPLITS}
     _write_json(out / "splits.json", splits)
+    scenes = [clip.scene for split in SPLITS for clip in by_split[split]]
+    write_grounding(out, {f"{scene.name}.gif": scene for scene in scenes}, named)
+
+
+def write_grounding(out: Path, videos: dict[str, Scene], named: dict[str, dict[str, int]]) -> None:
+    """`grounding.json`: where each object of each clip is (`segment_boxes`, keyed by the annotation
+    records' `video` path) and which object each question names ({task: {record id: object index}};
+    questions about no single object, "how many objects ?", are left out). Not part of the published
+    datasets: `finetune.train_qa --grounding_weight` reads it (`clover.data.grounding`)."""
+    grounding = {
+        "format": GROUNDING_FORMAT,
+        "num_segments": NUM_SEGMENTS,
+        "boxes": {video: [segment_boxes(obj) for obj in scene.objects] for video, scene in videos.items()},
+        "questions": named,
+    }
+    (out / GROUNDING_FILE).write_text(json.dumps(grounding, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def write_msvd(out: Path, by_split: dict[str, list[ClipQuestions]], names: dict[int, ClipNames], seed: int) -> None:
-    """`{train,val,test}_qa.json` and a `youtube_mapping.txt` in shuffled order (loaders map by vidN)."""
+    """`{train,val,test}_qa.json`, a `youtube_mapping.txt` in shuffled order (loaders map by vidN) and
+    `grounding.json`."""
     next_id = 1
+    named: dict[str, int] = {}
     for split in SPLITS:
         entries = []
         for clip in by_split[split]:
             for item in clip.msvd:
                 video_id = names[clip.scene.index].video_id
                 entries.append({"answer": item["answer"], "id": next_id, "question": item["question"], "video_id": video_id})
+                if item["object"] is not None:
+                    named[str(next_id)] = item["object"]
                 next_id += 1
         _write_json(out / f"{split}_qa.json", entries)
     lines = [f"{n.youtube_name} vid{n.video_id}" for n in names.values()]
     random.Random(f"{seed}:mapping").shuffle(lines)
     (out / "youtube_mapping.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scenes = [clip.scene for split in SPLITS for clip in by_split[split]]
+    write_grounding(out, {f"YouTubeClips/{names[scene.index].youtube_name}.avi": scene for scene in scenes}, {"msvd-qa": named})
 
 
 def write_webvid(out: Path, by_split: dict[str, list[ClipQuestions]], names: dict[int, ClipNames], duration_s: int) -> None:
@@ -933,8 +995,7 @@ def generate_benchmark(
     names = {scene.index: clip_names(scene.index, duration_s) for scene in all_scenes}
     by_split = {split: annotate_split(scenes[split], seed, split) for split in SPLITS}
 
-    write_tgif(out / "tgif", by_split)
-    write_msvd(out / "msvd", by_split, names, seed)
+    write_question_files(out, by_split, names, seed)
     write_webvid(out / "webvid", by_split, names, duration_s)
     lines = corpus_lines(by_split)
     (out / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -949,6 +1010,43 @@ def generate_benchmark(
 
     write_clips(clip_jobs(out, all_scenes, names, size, num_frames, fps), workers, progress)
     return {"out_dir": str(out), "clips": counts, "questions": questions, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def write_question_files(out: Path, by_split: dict[str, list[ClipQuestions]], names: dict[int, ClipNames], seed: int) -> None:
+    """The TGIF-QA and MSVD-QA files, each folder with its `grounding.json`."""
+    write_tgif(out / "tgif", by_split)
+    write_msvd(out / "msvd", by_split, names, seed)
+
+
+def add_grounding(out_dir: str | Path) -> bool:
+    """Give a benchmark generated before `grounding.json` existed its two grounding files; False when
+    they are there already. The scenes and questions are a function of the seed and clip counts in its
+    `metadata.json`, so they are made again in a temporary folder and the grounding files copied only if
+    every question file made there is byte for byte the benchmark's own (else a ValueError: regenerate)."""
+    import shutil
+    import tempfile
+
+    out = Path(out_dir)
+    targets = [out / folder / GROUNDING_FILE for folder in ("tgif", "msvd")]
+    if all(path.is_file() for path in targets):
+        return False
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    scenes = sample_scenes(metadata["seed"], metadata["clips"])
+    duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
+    names = {scene.index: clip_names(scene.index, duration_s) for split in SPLITS for scene in scenes[split]}
+    by_split = {split: annotate_split(scenes[split], metadata["seed"], split) for split in SPLITS}
+    with tempfile.TemporaryDirectory() as scratch:
+        write_question_files(Path(scratch), by_split, names, metadata["seed"])
+        for made in sorted(Path(scratch).rglob("*")):
+            relative = made.relative_to(scratch)
+            if made.is_file() and made.name != GROUNDING_FILE and made.read_bytes() != (out / relative).read_bytes():
+                raise ValueError(
+                    f"{out / relative} is not what this version of the generator writes for its metadata.json: "
+                    f"generate the benchmark again (python -m clover.data.synthetic {out})"
+                )
+        for path in targets:
+            shutil.copyfile(Path(scratch) / path.parent.name / GROUNDING_FILE, path)
+    return True
 
 
 def question_counts(by_split: dict[str, list[ClipQuestions]]) -> dict[str, dict[str, int]]:

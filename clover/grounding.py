@@ -1,0 +1,136 @@
+"""Question grounding: teach the question-guided pooling to look at the object a question names.
+
+The synthetic benchmark knows, for every question, which object it is about and where that object is
+in every segment of the clip; `python -m clover.data.synthetic` writes both into a `grounding.json`
+beside each dataset's annotation files (the published TGIF-QA and MSVD-QA have no such file).
+`finetune.train_qa --grounding_weight W` adds to each training question's loss W times
+`grounding_loss`: minus the log of the share of the question pooling's attention that falls on the
+named object's video tokens.
+
+Why: the pooling can answer "what shape is the red object ?" about a clip of several objects only by
+attending to the red object, but trained from the answers alone its attention stays near uniform for
+longer than the demo recipe trains (docs/results.md, "Where binding is lost" and "Binding sooner").
+Telling it where to look removes that plateau. It is supervision the real datasets do not have: a
+recipe choice for the synthetic demo, like the video stage's scene labels, not part of the method.
+
+The file (format `clover-synthetic-grounding-1`):
+    {"format": ..., "num_segments": 8,
+     "boxes": {record video path: [[box or null per segment] per object]},   box = [x0, y0, x1, y1]
+     "questions": {task: {record id: object index}}}
+Boxes are fractions of the frame side. The model samples one frame per equal segment of the clip, so
+frame i of T sampled frames lies in segment floor(i * num_segments / T).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+GROUNDING_FILE = "grounding.json"
+GROUNDING_FORMAT = "clover-synthetic-grounding-1"
+# A token counts as the object's when the object's box covers at least this share of the token's
+# cell in one of the token's frames (and the cell the box covers most always counts, so a shrunken
+# object still has a token).
+MIN_CELL_COVER = 0.25
+
+Box = Sequence[float] | None
+
+
+class GroundingError(ValueError):
+    """A grounding file that is missing or does not match the annotations."""
+
+
+def load_grounding(folder: str | os.PathLike) -> dict[str, Any]:
+    """The `grounding.json` of an annotation folder, checked."""
+    path = Path(folder) / GROUNDING_FILE
+    if not path.is_file():
+        raise GroundingError(
+            f"{path}: no grounding file. --grounding_weight needs the object boxes that `python -m "
+            "clover.data.synthetic` writes beside its annotations (the published TGIF-QA and MSVD-QA have "
+            "none): regenerate the benchmark with this version, or train with --grounding_weight 0"
+        )
+    try:
+        grounding = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise GroundingError(f"{path}: not valid JSON ({error}); regenerate the benchmark") from error
+    if not isinstance(grounding, dict) or grounding.get("format") != GROUNDING_FORMAT:
+        found = grounding.get("format") if isinstance(grounding, dict) else type(grounding).__name__
+        raise GroundingError(f"{path}: format {found!r}, expected {GROUNDING_FORMAT!r}; regenerate the benchmark")
+    return grounding
+
+
+def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str) -> int:
+    """Give each record whose question names an object `record["grounding"]`: that object's boxes per
+    segment, and `record["grounding_segments"]`. Returns how many records got one; raises when the
+    file names a clip or an object the records do not have (the file belongs to other annotations)."""
+    named = grounding["questions"].get(task, {})
+    attached = 0
+    for record in records:
+        index = named.get(str(record["id"]))
+        if index is None:
+            continue
+        objects = grounding["boxes"].get(record["video"])
+        if objects is None or not 0 <= index < len(objects):
+            raise GroundingError(
+                f"{task} question {record['id']} names object {index} of {record['video']}, which the grounding "
+                "file does not have; the file was written for other annotations: regenerate the benchmark"
+            )
+        record["grounding"] = objects[index]
+        record["grounding_segments"] = grounding["num_segments"]
+        attached += 1
+    return attached
+
+
+def boxes_in_crop(segment_boxes: Sequence[Box], num_segments: int, num_frames: int, crop: Sequence[float]) -> torch.Tensor:
+    """The object's box in each of the `num_frames` sampled frames, in fractions of the crop the model
+    sees: `crop` = (x0, y0, x1, y1) of the frame, as fractions. (T, 4); NaN rows where it is not shown."""
+    x0, y0, x1, y1 = crop
+    boxes = torch.full((num_frames, 4), float("nan"))
+    for frame in range(num_frames):
+        box = segment_boxes[frame * num_segments // num_frames]
+        if box is not None:
+            boxes[frame] = torch.tensor(
+                [(box[0] - x0) / (x1 - x0), (box[1] - y0) / (y1 - y0), (box[2] - x0) / (x1 - x0), (box[3] - y0) / (y1 - y0)]
+            )
+    return boxes  # (T, 4)
+
+
+def token_mask(boxes: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Which video tokens hold the object: (B, T, 4) boxes (NaN rows: not shown) on a (t, h, w) token
+    grid -> (B, t*h*w) bool. Token (k, i, j) is the object's when, in one of slot k's frames, the box
+    covers at least MIN_CELL_COVER of cell (i, j), or covers that cell more than any other cell."""
+    slots, height, width = grid
+    batch, frames = boxes.shape[:2]
+    if frames % slots:
+        raise ValueError(f"{frames} frames do not split evenly into {slots} time slots")
+    rows = torch.arange(height, dtype=boxes.dtype) / height  # cell tops, fractions of the crop
+    cols = torch.arange(width, dtype=boxes.dtype) / width
+    x0, y0, x1, y1 = (boxes[..., k, None] for k in range(4))  # each (B, T, 1)
+    overlap_x = ((torch.minimum(x1, cols + 1 / width) - torch.maximum(x0, cols)).clamp_min(0) * width)  # (B, T, w)
+    overlap_y = ((torch.minimum(y1, rows + 1 / height) - torch.maximum(y0, rows)).clamp_min(0) * height)  # (B, T, h)
+    cover = overlap_y.unsqueeze(-1) * overlap_x.unsqueeze(-2)  # (B, T, h, w), share of each cell covered
+    cover = cover.nan_to_num(0.0)
+    most = cover.flatten(2).amax(-1)[..., None, None]  # (B, T, 1, 1)
+    held = (cover >= MIN_CELL_COVER) | ((cover == most) & (most > 0))  # (B, T, h, w)
+    return held.view(batch, slots, frames // slots, height, width).any(2).flatten(1)  # (B, t*h*w)
+
+
+def grounding_loss(attention: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """-log of the attention mass on the named object's tokens, averaged over the questions that have
+    any: (B, n) attention (each row sums to 1), (B, n) bool mask -> scalar (0 when no row has a token)."""
+    grounded = mask.any(-1)  # (B,)
+    if not grounded.any():
+        return attention.sum() * 0.0
+    mass = (attention * mask).sum(-1)[grounded]  # (G,)
+    return -mass.clamp_min(1e-6).log().mean()
+
+
+__all__ = [
+    "GROUNDING_FILE", "GROUNDING_FORMAT", "GroundingError", "attach_grounding", "boxes_in_crop", "grounding_loss",
+    "load_grounding", "token_mask",
+]

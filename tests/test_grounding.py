@@ -1,0 +1,255 @@
+"""Question grounding (`clover.grounding`): the boxes the synthetic benchmark writes, their tokens, the
+loss, and `train_qa --grounding_weight` end to end on generated clips."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from clover.data import synthetic
+from clover.data.annotations import load_annotations
+from clover.data.datasets import VideoQADataset
+from clover.grounding import (
+    GROUNDING_FILE,
+    GroundingError,
+    attach_grounding,
+    boxes_in_crop,
+    grounding_loss,
+    load_grounding,
+    token_mask,
+)
+from clover.processing_clover import CloverProcessor
+from finetune import train_qa
+
+NAN = float("nan")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 train, 2 val and 2 test clips at 112 px, 8 frames."""
+    out = tmp_path_factory.mktemp("bench")
+    synthetic.generate_benchmark(out, seed=4, train_clips=8, val_clips=2, test_clips=2, size=112, num_frames=8, fps=8, progress=False)
+    return out
+
+
+def _still_object(**changes: object) -> synthetic.SceneObject:
+    obj = synthetic.SceneObject(shape="square", color="red", size="big", x=0.5, y=0.5, angle=0.0, spin=1, step=0.1)
+    for name, value in changes.items():
+        setattr(obj, name, value)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------
+# Boxes
+# --------------------------------------------------------------------------------------------------
+
+
+def test_segment_boxes_hold_the_object_and_follow_jump_and_blink() -> None:
+    reach = synthetic.SHAPE_EXTENT * synthetic.SIZES["big"]  # 1.05 * 0.12
+    still = synthetic.segment_boxes(_still_object(steps=[synthetic.ActionStep(synthetic.STILL, 1, 0, 8)]))
+    assert still == [[round(0.5 - reach, 4), round(0.5 - reach, 4), round(0.5 + reach, 4), round(0.5 + reach, 4)]] * 8
+
+    jumps = synthetic.segment_boxes(_still_object(steps=[synthetic.ActionStep("jump", 4, 0, 8)]))
+    up, down = jumps[0], jumps[1]  # one repetition: a segment up, a segment back
+    assert up[1] == pytest.approx(down[1] - synthetic.JUMP_HEIGHT, abs=1e-4) and up[0] == down[0]
+
+    blinks = synthetic.segment_boxes(_still_object(steps=[synthetic.ActionStep("blink", 2, 0, 4), synthetic.ActionStep(synthetic.STILL, 1, 4, 4)]))
+    assert [box is None for box in blinks] == [True, False, True, False, False, False, False, False]
+
+    moves = synthetic.segment_boxes(_still_object(steps=[synthetic.ActionStep("move right", 1, 0, 8)]))
+    assert moves[0][0] == pytest.approx(0.5 - reach, abs=1e-4)  # the first segment starts where the object starts
+    assert moves[0][2] == pytest.approx(0.5 + 0.1 / 8 + reach, abs=1e-4)  # and ends an eighth of the move on
+    assert moves[7][2] == pytest.approx(0.6 + reach, abs=1e-4)
+
+
+def test_boxes_in_crop_move_with_the_crop_and_map_frames_to_segments() -> None:
+    segments = [[0.25, 0.25, 0.5, 0.5]] + [None] * 3 + [[0.5, 0.5, 0.75, 0.75]] * 4
+    boxes = boxes_in_crop(segments, num_segments=8, num_frames=4, crop=(0.25, 0.25, 0.75, 0.75))  # frame i: segment 2i
+    assert boxes[0].tolist() == [0.0, 0.0, 0.5, 0.5]
+    assert torch.isnan(boxes[1]).all()  # segment 2: blinked off
+    assert boxes[2].tolist() == boxes[3].tolist() == [0.5, 0.5, 1.0, 1.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokens and the loss
+# --------------------------------------------------------------------------------------------------
+
+
+def test_token_mask_by_hand() -> None:
+    cell = 1 / 7
+    boxes = torch.full((3, 8, 4), NAN)
+    boxes[0, 2] = torch.tensor([2 * cell, 1 * cell, 3 * cell, 2 * cell])  # exactly cell (row 1, col 2) in frame 2 -> slot 1
+    boxes[1, :] = torch.tensor([0.0, 0.0, 1.3 * cell, 1.2 * cell])  # covers cell (0, 0); 30 % and 20 % of its neighbours
+    mask = token_mask(boxes, (4, 7, 7)).view(3, 4, 7, 7)
+    assert mask[0].nonzero().tolist() == [[1, 1, 2]]
+    expected = torch.zeros(7, 7, dtype=torch.bool)
+    expected[0, 0] = expected[0, 1] = True  # (0, 1) is 30 % covered, (1, 0) 20 % (below MIN_CELL_COVER)
+    assert all(torch.equal(mask[1, slot], expected) for slot in range(4))
+    assert not mask[2].any()  # no box in any frame: no target
+
+
+def test_token_mask_keeps_the_most_covered_cell_of_a_small_box() -> None:
+    cell = 1 / 7
+    boxes = torch.full((1, 8, 4), NAN)
+    boxes[0, 0] = torch.tensor([3.6 * cell, 3.5 * cell, 4.2 * cell, 4.1 * cell])  # 40 % x 50 % of cell (3, 3), less elsewhere
+    mask = token_mask(boxes, (4, 7, 7)).view(4, 7, 7)
+    assert mask.nonzero().tolist() == [[0, 3, 3]]
+
+
+def test_grounding_loss_is_minus_log_the_attention_on_the_object() -> None:
+    attention = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]], requires_grad=True)
+    mask = torch.tensor([[True, False, False, True], [False, True, False, False], [False, False, False, False]])
+    loss = grounding_loss(attention, mask)
+    assert loss.item() == pytest.approx((-math.log(0.5) - math.log(0.25)) / 2)  # the third row has no target
+    loss.backward()
+    assert attention.grad[2].abs().sum() == 0 and attention.grad[0, 0] < 0
+    none = grounding_loss(attention, torch.zeros_like(mask))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+# --------------------------------------------------------------------------------------------------
+# The files the generator writes
+# --------------------------------------------------------------------------------------------------
+
+
+def _scenes(bench: Path) -> dict[str, dict]:
+    return json.loads((bench / "scenes.json").read_text())
+
+
+def test_grounding_names_the_object_each_question_is_about(bench: Path) -> None:
+    """Every FrameQA and MSVD-style question that names an object by colour or shape is grounded on that
+    object; "how many objects ?" on none."""
+    scenes = _scenes(bench)
+    checked = 0
+    for task, folder, prefix in (("tgif-frameqa", "tgif", ""), ("msvd-qa", "msvd", "YouTubeClips/")):
+        grounding = load_grounding(bench / folder)
+        records = load_annotations(task, bench / folder, split="train")
+        attached = attach_grounding(records, grounding, task)
+        assert attached == sum("grounding" in record for record in records) > 0
+        for record in records:
+            scene = scenes[Path(record["video"]).name.split("_")[0].removesuffix(".gif")]
+            words = record["question"].split()
+            if "how many objects" in record["question"]:
+                assert "grounding" not in record
+                continue
+            index = grounding["questions"][task][record["id"]]
+            obj = scene["objects"][index]
+            named = {word for word in words if word in synthetic.COLORS or word in synthetic.SHAPES}
+            if named:
+                assert named <= {obj["color"], obj["shape"]}, (record["question"], obj)
+                checked += 1
+            assert record["grounding"] == synthetic.segment_boxes(synthetic.SceneObject(**{
+                **obj, "steps": [synthetic.ActionStep(**step) for step in obj["steps"]]
+            }))
+    assert checked > 10
+
+
+def test_every_motion_question_is_grounded(bench: Path) -> None:
+    grounding = load_grounding(bench / "tgif")
+    for task in ("tgif-action", "tgif-transition", "tgif-count"):
+        records = load_annotations(task, bench / "tgif", split="train")
+        assert attach_grounding(records, grounding, task) == len(records) > 0
+
+
+def test_a_missing_or_foreign_grounding_file_is_refused_with_what_to_do(bench: Path, tmp_path: Path) -> None:
+    with pytest.raises(GroundingError, match="no grounding file.*regenerate the benchmark"):
+        load_grounding(tmp_path)
+    (tmp_path / GROUNDING_FILE).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(GroundingError, match="format 'something-else'"):
+        load_grounding(tmp_path)
+    grounding = load_grounding(bench / "tgif")
+    records = [{"id": next(iter(grounding["questions"]["tgif-count"])), "video": "elsewhere.gif"}]
+    with pytest.raises(GroundingError, match="other annotations"):
+        attach_grounding(records, grounding, "tgif-count")
+
+
+def test_dataset_boxes_cover_the_named_objects_pixels_through_the_random_crop(bench: Path) -> None:
+    """The pixels of the named colour in the training crops the model sees fall in the target tokens
+    (crops of a third to a half of the frame, so that boxes not moved with the crop would miss)."""
+    processor = CloverProcessor.from_preset("clover-tiny")
+    processor.train_crop_scale = (0.3, 0.5)
+    records = load_annotations("tgif-count", bench / "tgif", split="train")
+    attach_grounding(records, load_grounding(bench / "tgif"), "tgif-count")
+    dataset = VideoQADataset(records, bench / "tgif" / "gifs", processor, kind="count", training=True, seed=0)
+    scenes = _scenes(bench)
+    mean, std = torch.tensor(processor.image_mean).view(3, 1, 1), torch.tensor(processor.image_std).view(3, 1, 1)
+    inside = total = 0
+    for index, record in enumerate(records):
+        item = dataset[index]
+        obj = scenes[record["video"].removesuffix(".gif")]["objects"][load_grounding(bench / "tgif")["questions"]["tgif-count"][record["id"]]]
+        mask = token_mask(item["grounding_boxes"][None], (4, 7, 7))[0].view(4, 7, 7)
+        colour = torch.tensor(synthetic.COLORS[obj["color"]], dtype=torch.float32).view(3, 1, 1)
+        for frame, pixels in enumerate(item["pixel_values"]):
+            hits = ((pixels * std + mean) * 255 - colour).abs().amax(0) < 20  # (S, S)
+            rows, cols = hits.nonzero(as_tuple=True)
+            total += len(rows)
+            inside += mask[frame // 2, rows * 7 // 112, cols * 7 // 112].sum().item()
+    assert total > 300 and inside / total > 0.9, (inside, total)
+
+
+# --------------------------------------------------------------------------------------------------
+# train_qa --grounding_weight
+# --------------------------------------------------------------------------------------------------
+
+
+def _argv(bench: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--task", "tgif-frameqa", "tgif-action", "--annotations", str(bench / "tgif"), "--videos", str(bench / "tgif" / "gifs"),
+        "--preset", "clover-tiny", "--output_dir", str(out), "--num_workers", "0", "--per_device_train_batch_size", "4",
+        "--max_train_steps", "4", "--skip_val", "--skip_test", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def test_train_qa_adds_the_grounding_term_and_logs_it(bench: Path, tmp_path: Path) -> None:
+    with_term = tmp_path / "grounded"
+    train_qa.main(_argv(bench, with_term, "--qa_pooling", "cls+max+query", "--grounding_weight", "2"))
+    without = tmp_path / "plain"
+    train_qa.main(_argv(bench, without, "--qa_pooling", "cls+max+query"))
+    grounded = [json.loads(line) for line in (with_term / "train_log.jsonl").read_text().splitlines()]
+    plain = [json.loads(line) for line in (without / "train_log.jsonl").read_text().splitlines()]
+    assert [row["ids"] for row in grounded] == [row["ids"] for row in plain]  # the same batches
+    first, base = grounded[0], plain[0]
+    assert 0 < first["grounding_loss"] < math.log(196)  # a near-uniform attention's share of the object's tokens
+    assert first["loss"] == pytest.approx(base["loss"] + 2 * first["grounding_loss"], rel=1e-4)
+    assert "grounding_loss" not in base
+
+
+def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_file(bench: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="has none: add --qa_pooling cls\\+max\\+query"):
+        train_qa.main(_argv(bench, tmp_path / "a", "--qa_pooling", "cls+max", "--grounding_weight", "1"))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for path in (bench / "tgif").glob("*.csv"):
+        (bare / path.name).write_bytes(path.read_bytes())
+    (bare / "splits.json").write_bytes((bench / "tgif" / "splits.json").read_bytes())
+    argv = _argv(bench, tmp_path / "b", "--qa_pooling", "cls+max+query", "--grounding_weight", "1")
+    argv[argv.index("--annotations") + 1] = str(bare)
+    with pytest.raises(SystemExit, match="tgif-frameqa: .*no grounding file"):
+        train_qa.main(argv)
+
+
+def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one_is_refused(bench: Path, tmp_path: Path) -> None:
+    """`add_grounding` (make_demo runs it on an existing benchmark) writes the same files the generator
+    does, and refuses a benchmark whose question files this generator would not write."""
+    old = tmp_path / "old"
+    for folder in ("tgif", "msvd"):
+        (old / folder).mkdir(parents=True)
+        for path in (bench / folder).iterdir():
+            if path.is_file() and path.name != GROUNDING_FILE:
+                (old / folder / path.name).write_bytes(path.read_bytes())
+    (old / "metadata.json").write_bytes((bench / "metadata.json").read_bytes())
+    assert synthetic.add_grounding(old) is True
+    for folder in ("tgif", "msvd"):
+        assert (old / folder / GROUNDING_FILE).read_bytes() == (bench / folder / GROUNDING_FILE).read_bytes()
+    assert synthetic.add_grounding(old) is False  # already there: nothing to do
+
+    (old / "tgif" / GROUNDING_FILE).unlink()
+    questions = old / "msvd" / "train_qa.json"
+    questions.write_text(questions.read_text().replace('"question": "', '"question": "so ', 1))
+    with pytest.raises(ValueError, match="train_qa.json is not what this version of the generator writes.*generate the benchmark again"):
+        synthetic.add_grounding(old)
+    assert not (old / "tgif" / GROUNDING_FILE).exists()  # nothing half-written
