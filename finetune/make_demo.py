@@ -47,7 +47,7 @@ from typing import Any
 from clover.configuration_clover import QA_POOLINGS, VIDEO_STEMS
 from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
-from clover.data.synthetic import generate_benchmark
+from clover.data.synthetic import add_grounding, generate_benchmark
 from clover.video import probe_video, read_frames, write_video
 from finetune import fit_retrieval_heads
 from finetune import pretrain as pretraining
@@ -116,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max+query",
                         help="what the answer heads read (train_qa's flag): cls+max+query adds to clover-tiny's cls+max "
                              "the question-guided pooling (docs/results.md, \"Binding sooner\")")
+    parser.add_argument("--grounding_weight", type=float, default=1.0,
+                        help="fine-tuning: teach the question pooling where the named object is, this weight x "
+                        "-log(its attention on that object) (train_qa's flag; clover.grounding; docs/results.md, "
+                        "\"Telling the question pooling where to look\"); 0: off, as before")
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -129,9 +133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensure_benchmark(data: Path, seed: int) -> None:
-    """Generate the benchmark with its default sizes unless a complete one is already there."""
+    """Generate the benchmark with its default sizes unless a complete one is already there (one made
+    before the grounding files existed gets them: `clover.data.synthetic.add_grounding`)."""
     if (data / "metadata.json").exists():
         logger.info("using the benchmark in %s", data)
+        if add_grounding(data):
+            logger.info("wrote the grounding files the benchmark in %s was made without (tgif/ and msvd/grounding.json)", data)
         return
     logger.info("generating the synthetic benchmark into %s", data)
     generate_benchmark(data, seed=seed, workers=2)
@@ -308,6 +315,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--learning_rate", str(learning_rate),
         "--head_lr_multiplier", str(args.head_lr_multiplier),
         "--qa_pooling", args.qa_pooling,
+        "--grounding_weight", str(args.grounding_weight),
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

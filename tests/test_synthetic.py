@@ -682,6 +682,9 @@ EXAMPLE_CAPTIONS = {  # the example scenes' captions (the description column of 
     "syn01400": "a small green triangle moves left twice then moves right then grows three times while a big white "
     "circle jumps twice and a big orange cross moves up then moves right then blinks .",
     "syn01401": "a small yellow diamond jumps twice .",
+    "syn01402": "a big white cross jumps three times while a small purple square rotates four times and a small blue "
+    "triangle shrinks then grows four times .",
+    "syn01403": "a small green cross blinks four times .",
 }
 
 
@@ -710,10 +713,11 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
 
     seen: list[list[str]] = []
     monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
-    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4"])
+    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5"])
     make_demo.finetune(args, tmp_path / "bench", None, tmp_path / "out")
     argv = seen[0]
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
+    assert argv[argv.index("--grounding_weight") + 1] == "0.5"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
     assert argv[argv.index("--max_train_steps") + 1] == str(args.finetune_steps)
