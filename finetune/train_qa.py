@@ -136,6 +136,7 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
     """Each task's train, val (and test) records; `--annotations`/`--videos` are shared or per task."""
     splits = ("train",) + (() if args.skip_val else ("val",)) + (() if args.skip_test else ("test",))
     tasks = []
+    groundings: dict[str, dict[str, Any]] = {}  # per annotation folder: TGIF's four tasks share one file
     for i, task in enumerate(args.task):
         annotations = args.annotations[i if len(args.annotations) > 1 else 0]
         videos = args.videos[i if len(args.videos) > 1 else 0]
@@ -144,15 +145,18 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
         if not data.splits["train"]:
             raise SystemExit(f"{task}: no train questions in {annotations} (run python -m finetune.check_data)")
         if args.grounding_weight:
-            _attach_grounding(data)
+            _attach_grounding(data, groundings)
         tasks.append(data)
     return tasks
 
 
-def _attach_grounding(data: TaskData) -> None:
-    """Give the training questions that name an object that object's boxes (`--grounding_weight`)."""
+def _attach_grounding(data: TaskData, groundings: dict[str, dict[str, Any]]) -> None:
+    """Give the training questions that name an object that object's boxes (`--grounding_weight`);
+    `groundings` keeps the files already read, by folder."""
     try:
-        grounding = load_grounding(data.annotations)
+        if data.annotations not in groundings:
+            groundings[data.annotations] = load_grounding(data.annotations)
+        grounding = groundings[data.annotations]
         records = [dict(record) for record in data.splits["train"]]  # the other splits keep theirs untouched
         attached = attach_grounding(records, grounding, data.name)
     except GroundingError as error:

@@ -253,3 +253,6 @@ def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one
     with pytest.raises(ValueError, match="train_qa.json is not what this version of the generator writes.*generate the benchmark again"):
         synthetic.add_grounding(old)
     assert not (old / "tgif" / GROUNDING_FILE).exists()  # nothing half-written
+    questions.unlink()  # a question file missing is refused the same way
+    with pytest.raises(ValueError, match="train_qa.json is not what this version of the generator writes"):
+        synthetic.add_grounding(old)

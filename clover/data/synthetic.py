@@ -38,6 +38,8 @@ import json
 import math
 import multiprocessing
 import random
+import shutil
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -343,11 +345,9 @@ def segment_boxes(obj: SceneObject) -> list[list[float] | None]:
         if not shown:
             boxes.append(None)
             continue
-        reach = [SHAPE_EXTENT * state.radius for state in shown]
-        box = [
-            min(state.x - r for state, r in zip(shown, reach)), min(state.y - r for state, r in zip(shown, reach)),
-            max(state.x + r for state, r in zip(shown, reach)), max(state.y + r for state, r in zip(shown, reach)),
-        ]
+        extents = [(state.x, state.y, SHAPE_EXTENT * state.radius) for state in shown]
+        box = [min(x - r for x, _, r in extents), min(y - r for _, y, r in extents),
+               max(x + r for x, _, r in extents), max(y + r for _, y, r in extents)]  # fmt: skip
         boxes.append([round(min(1.0, max(0.0, value)), 4) for value in box])
     return boxes
 
@@ -828,7 +828,7 @@ def write_grounding(out: Path, videos: dict[str, Scene], named: dict[str, dict[s
     """`grounding.json`: where each object of each clip is (`segment_boxes`, keyed by the annotation
     records' `video` path) and which object each question names ({task: {record id: object index}};
     questions about no single object, "how many objects ?", are left out). Not part of the published
-    datasets: `finetune.train_qa --grounding_weight` reads it (`clover.data.grounding`)."""
+    datasets: `finetune.train_qa --grounding_weight` reads it (`clover.grounding`)."""
     grounding = {
         "format": GROUNDING_FORMAT,
         "num_segments": NUM_SEGMENTS,
@@ -990,10 +990,8 @@ def generate_benchmark(
     out = Path(out_dir)
     counts = {"train": train_clips, "val": val_clips, "test": test_clips}
     duration_s = max(1, round(num_frames / fps))
-    scenes = sample_scenes(seed, counts)
-    all_scenes = [scene for split in SPLITS for scene in scenes[split]]
-    names = {scene.index: clip_names(scene.index, duration_s) for scene in all_scenes}
-    by_split = {split: annotate_split(scenes[split], seed, split) for split in SPLITS}
+    by_split, names = annotate_benchmark(seed, counts, duration_s)
+    all_scenes = [clip.scene for split in SPLITS for clip in by_split[split]]
 
     write_question_files(out, by_split, names, seed)
     write_webvid(out / "webvid", by_split, names, duration_s)
@@ -1012,6 +1010,14 @@ def generate_benchmark(
     return {"out_dir": str(out), "clips": counts, "questions": questions, "seconds": round(time.perf_counter() - started, 1)}
 
 
+def annotate_benchmark(seed: int, counts: dict[str, int], duration_s: int) -> tuple[dict[str, list[ClipQuestions]], dict[int, ClipNames]]:
+    """Every split's scenes with their questions, and each clip's file names: all that the annotation
+    files are made from (a function of the seed, the clip counts and the clips' duration)."""
+    scenes = sample_scenes(seed, counts)
+    names = {scene.index: clip_names(scene.index, duration_s) for split in SPLITS for scene in scenes[split]}
+    return {split: annotate_split(scenes[split], seed, split) for split in SPLITS}, names
+
+
 def write_question_files(out: Path, by_split: dict[str, list[ClipQuestions]], names: dict[int, ClipNames], seed: int) -> None:
     """The TGIF-QA and MSVD-QA files, each folder with its `grounding.json`."""
     write_tgif(out / "tgif", by_split)
@@ -1023,25 +1029,20 @@ def add_grounding(out_dir: str | Path) -> bool:
     they are there already. The scenes and questions are a function of the seed and clip counts in its
     `metadata.json`, so they are made again in a temporary folder and the grounding files copied only if
     every question file made there is byte for byte the benchmark's own (else a ValueError: regenerate)."""
-    import shutil
-    import tempfile
-
     out = Path(out_dir)
     targets = [out / folder / GROUNDING_FILE for folder in ("tgif", "msvd")]
     if all(path.is_file() for path in targets):
         return False
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
-    scenes = sample_scenes(metadata["seed"], metadata["clips"])
     duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
-    names = {scene.index: clip_names(scene.index, duration_s) for split in SPLITS for scene in scenes[split]}
-    by_split = {split: annotate_split(scenes[split], metadata["seed"], split) for split in SPLITS}
+    by_split, names = annotate_benchmark(metadata["seed"], metadata["clips"], duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         write_question_files(Path(scratch), by_split, names, metadata["seed"])
         for made in sorted(Path(scratch).rglob("*")):
-            relative = made.relative_to(scratch)
-            if made.is_file() and made.name != GROUNDING_FILE and made.read_bytes() != (out / relative).read_bytes():
+            own = out / made.relative_to(scratch)
+            if made.is_file() and made.name != GROUNDING_FILE and not (own.is_file() and made.read_bytes() == own.read_bytes()):
                 raise ValueError(
-                    f"{out / relative} is not what this version of the generator writes for its metadata.json: "
+                    f"{own} is not what this version of the generator writes for its metadata.json: "
                     f"generate the benchmark again (python -m clover.data.synthetic {out})"
                 )
         for path in targets:
