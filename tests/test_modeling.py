@@ -602,8 +602,10 @@ def test_qa_pooling_query_time_starts_as_the_summed_pooling_and_upgrades_a_check
     timed.save_pretrained(tmp_path / "time")
     loaded = CloverForVideoQA.from_pretrained(tmp_path / "time").eval()
     assert loaded.config.qa_pooling == "cls+max+query+time"
-    with torch.no_grad():
-        assert torch.equal(loaded(pixel_values, input_ids, attention_mask, head="count").logits, changed)
+    saved = timed.state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in loaded.state_dict().items())
+    with torch.no_grad():  # the same weights; a kernel may sum in another order (one ulp seen on a CPU)
+        assert torch.allclose(loaded(pixel_values, input_ids, attention_mask, head="count").logits, changed, atol=1e-6)
 
 
 def test_qa_pooling_query_adds_question_guided_pooling_to_cls_max():
