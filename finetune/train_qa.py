@@ -453,13 +453,12 @@ def log_step(run: Run, state: TrainState, losses: list[torch.Tensor], batch: dic
     (with the main process's last batch of record ids, to check the data order); return that loss."""
     loss = run.accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
     lr = run.scheduler.get_last_lr()[0]
-    record: dict[str, Any] = {"train_loss": loss, "lr": lr}
-    if run.grounding_terms:  # the unweighted grounding term, part of the loss above (this process's)
-        record["grounding_loss"] = torch.stack(run.grounding_terms).mean().item()
+    grounding = {}  # the unweighted grounding term, part of the loss above (this process's)
+    if run.grounding_terms:
+        grounding["grounding_loss"] = torch.stack(run.grounding_terms).mean().item()
         run.grounding_terms.clear()
-    run.accelerator.log(record, step=state.completed_steps)
+    run.accelerator.log({"train_loss": loss, "lr": lr, **grounding}, step=state.completed_steps)
     if run.accelerator.is_main_process:
-        grounding = {"grounding_loss": record["grounding_loss"]} if "grounding_loss" in record else {}
         training.append_train_log(run.args, {
             "step": state.completed_steps, "epoch": state.epoch, "task": batch["task"], "loss": loss, **grounding, "lr": lr,
             "ids": batch["ids"],
