@@ -64,10 +64,13 @@ def load_grounding(folder: str | os.PathLike) -> dict[str, Any]:
     return grounding
 
 
-def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str) -> int:
-    """Give each record whose question names an object `record["grounding"]`: that object's boxes per
-    segment, and `record["grounding_segments"]`. Returns how many records got one; raises when the
-    file names a clip or an object the records do not have (the file belongs to other annotations)."""
+def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str, min_objects: int = 1) -> int:
+    """Give each record whose question names an object, in a clip of at least `min_objects` objects,
+    `record["grounding"]`: that object's boxes per segment, and `record["grounding_segments"]`. Returns
+    how many records got one; raises when the file names a clip or an object the records do not have
+    (the file belongs to other annotations). `min_objects=2` leaves out the clips of one object, where
+    there is no other object to tell the named one from (docs/results.md, "The grounding term's
+    weight")."""
     named = grounding["questions"].get(task, {})
     attached = 0
     for record in records:
@@ -80,6 +83,8 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
                 f"{task} question {record['id']} names object {index} of {record['video']}, which the grounding "
                 "file does not have; the file was written for other annotations: regenerate the benchmark"
             )
+        if len(objects) < min_objects:
+            continue
         record["grounding"] = objects[index]
         record["grounding_segments"] = grounding["num_segments"]
         attached += 1

@@ -100,6 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                        help="add W x -log(the question pooling's attention on the object the question names), from the "
                        "grounding.json the synthetic benchmark writes beside its annotations (clover.grounding; needs "
                        "--qa_pooling cls+max+query or cls+max+query+time); 0: off")
+    model.add_argument("--grounding_min_objects", type=int, default=1,
+                       help="with --grounding_weight: only the questions about clips of at least this many objects "
+                       "get the term (2: not the clips of one object, where there is nothing to tell the named one from)")
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -125,6 +128,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--merge_lora goes with --train lora")
     if args.grounding_weight < 0:
         parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
+    if args.grounding_min_objects < 1:
+        parser.error(f"--grounding_min_objects must be 1 or more, got {args.grounding_min_objects}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,24 +150,26 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
         if not data.splits["train"]:
             raise SystemExit(f"{task}: no train questions in {annotations} (run python -m finetune.check_data)")
         if args.grounding_weight:
-            _attach_grounding(data, groundings)
+            _attach_grounding(data, groundings, args.grounding_min_objects)
         tasks.append(data)
     return tasks
 
 
-def _attach_grounding(data: TaskData, groundings: dict[str, dict[str, Any]]) -> None:
-    """Give the training questions that name an object that object's boxes (`--grounding_weight`);
-    `groundings` keeps the files already read, by folder."""
+def _attach_grounding(data: TaskData, groundings: dict[str, dict[str, Any]], min_objects: int = 1) -> None:
+    """Give the training questions that name an object, in clips of at least `min_objects` objects, that
+    object's boxes (`--grounding_weight`, `--grounding_min_objects`); `groundings` keeps the files already
+    read, by folder."""
     try:
         if data.annotations not in groundings:
             groundings[data.annotations] = load_grounding(data.annotations)
         grounding = groundings[data.annotations]
         records = [dict(record) for record in data.splits["train"]]  # the other splits keep theirs untouched
-        attached = attach_grounding(records, grounding, data.name)
+        attached = attach_grounding(records, grounding, data.name, min_objects)
     except GroundingError as error:
         raise SystemExit(f"{data.name}: {error}") from error
     data.splits["train"] = records
-    logger.info(f"{data.name}: {attached} of {len(records)} training questions name an object and are grounded")
+    clips = f" in clips of {min_objects} or more objects" if min_objects > 1 else ""
+    logger.info(f"{data.name}: {attached} of {len(records)} training questions name an object{clips} and are grounded")
 
 
 def subsample(records: list[Record], fraction: float, seed: int) -> list[Record]:

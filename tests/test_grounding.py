@@ -155,6 +155,17 @@ def test_every_motion_question_is_grounded(bench: Path) -> None:
         assert attach_grounding(records, grounding, task) == len(records) > 0
 
 
+def test_min_objects_leaves_out_the_clips_of_fewer_objects(bench: Path) -> None:
+    """`min_objects=2` grounds the questions about clips of two or three objects, as scenes.json counts
+    them, and leaves the one-object clips' questions as they are."""
+    grounding, scenes = load_grounding(bench / "tgif"), _scenes(bench)
+    records = load_annotations("tgif-action", bench / "tgif", split="train")
+    several = [len(scenes[Path(record["video"]).stem]["objects"]) >= 2 for record in records]
+    assert 0 < sum(several) < len(records)  # the fixture has clips of each kind
+    assert attach_grounding(records, grounding, "tgif-action", min_objects=2) == sum(several)
+    assert ["grounding" in record for record in records] == several
+
+
 def test_a_missing_or_foreign_grounding_file_is_refused_with_what_to_do(bench: Path, tmp_path: Path) -> None:
     with pytest.raises(GroundingError, match="no grounding file.*regenerate the benchmark"):
         load_grounding(tmp_path)
@@ -230,6 +241,12 @@ def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_fi
     argv[argv.index("--annotations") + 1] = str(bare)
     with pytest.raises(SystemExit, match="tgif-frameqa: .*no grounding file"):
         train_qa.main(argv)
+
+
+def test_train_qa_refuses_a_grounding_min_objects_below_one(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        train_qa.main(_argv(bench, tmp_path / "c", "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_min_objects", "0"))
+    assert "--grounding_min_objects must be 1 or more, got 0" in capsys.readouterr().err
 
 
 def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one_is_refused(bench: Path, tmp_path: Path) -> None:
