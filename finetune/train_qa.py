@@ -547,6 +547,7 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         "learning rate (heads x, video encoder x)": f"{args.learning_rate} (x{args.head_lr_multiplier}, x{args.video_lr_multiplier})",
         "weight decay": args.weight_decay, "task sampling (share ~ size^alpha)": args.task_sampling_alpha,
         **({"grounding weight (where the named object is)": args.grounding_weight} if args.grounding_weight else {}),
+        **({"grounding: clips of at least (objects)": args.grounding_min_objects} if args.grounding_weight and args.grounding_min_objects > 1 else {}),
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })
