@@ -120,6 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fine-tuning: teach the question pooling where the named object is, this weight x "
                         "-log(its attention on that object) (train_qa's flag; clover.grounding; docs/results.md, "
                         "\"Telling the question pooling where to look\"); 0: off, as before")
+    parser.add_argument("--grounding_min_objects", type=int, default=1,
+                        help="fine-tuning: the grounding term only on questions about clips of at least this many "
+                        "objects (train_qa's flag; 1, the bundled recipe: every clip)")
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -129,7 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="decoded benchmark clips kept in memory by each pre-training and fine-tuning run (the benchmark's 3,400 question clips take 3.8 GiB decoded; 0: decode every read)")
     parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (from scratch with --video_pretrain_steps 0)")
     parser.add_argument("--num_examples", type=int, default=8)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.grounding_weight < 0:
+        parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
+    if args.grounding_min_objects < 1:
+        parser.error(f"--grounding_min_objects must be 1 or more, got {args.grounding_min_objects}")
+    return args
 
 
 def ensure_benchmark(data: Path, seed: int) -> None:
@@ -316,6 +324,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--head_lr_multiplier", str(args.head_lr_multiplier),
         "--qa_pooling", args.qa_pooling,
         "--grounding_weight", str(args.grounding_weight),
+        "--grounding_min_objects", str(args.grounding_min_objects),
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

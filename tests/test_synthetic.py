@@ -713,11 +713,12 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
 
     seen: list[list[str]] = []
     monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
-    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5"])
+    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5", "--grounding_min_objects", "2"])
     make_demo.finetune(args, tmp_path / "bench", None, tmp_path / "out")
     argv = seen[0]
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
     assert argv[argv.index("--grounding_weight") + 1] == "0.5"
+    assert argv[argv.index("--grounding_min_objects") + 1] == "2"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
     assert argv[argv.index("--max_train_steps") + 1] == str(args.finetune_steps)
@@ -769,6 +770,17 @@ def test_make_demo_fits_the_search_heads_on_the_benchmarks_captions(tmp_path: Pa
         "--model": str(tmp_path / "finetune"), "--train_csv": str(tmp_path / "bench/webvid/results.csv"),
         "--video_root": str(tmp_path / "bench/webvid/videos"), "--val_csv": str(tmp_path / "bench/webvid/results_val.csv"),
     }  # fmt: skip
+
+
+def test_make_demo_refuses_bad_grounding_settings_before_any_training(capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked when the flags are read, not after the video stage's half hour."""
+    from finetune import make_demo
+
+    for flag, value, message in (("--grounding_weight", "-1", "--grounding_weight must be 0 or more, got -1.0"),
+                                 ("--grounding_min_objects", "0", "--grounding_min_objects must be 1 or more, got 0")):
+        with pytest.raises(SystemExit):
+            make_demo.parse_args([flag, value])
+        assert message in capsys.readouterr().err
 
 
 def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
