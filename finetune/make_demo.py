@@ -133,10 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip_pretraining", action="store_true", help="no caption pre-training: fine-tune from the video pre-training (from scratch with --video_pretrain_steps 0)")
     parser.add_argument("--num_examples", type=int, default=8)
     args = parser.parse_args(argv)
-    if args.grounding_weight < 0:
-        parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
-    if args.grounding_min_objects < 1:
-        parser.error(f"--grounding_min_objects must be 1 or more, got {args.grounding_min_objects}")
+    train_qa.check_grounding_arguments(parser, args)  # before the half-hour video stage, not after it
     return args
 
 

@@ -126,6 +126,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"a task is repeated: {args.task}")
     if args.merge_lora and args.train != "lora":
         parser.error("--merge_lora goes with --train lora")
+    check_grounding_arguments(parser, args)
+
+
+def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The grounding flags' ranges; make_demo, which passes them on, checks them too before its stages."""
     if args.grounding_weight < 0:
         parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
     if args.grounding_min_objects < 1:
