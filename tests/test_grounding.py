@@ -273,3 +273,52 @@ def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one
     questions.unlink()  # a question file missing is refused the same way
     with pytest.raises(ValueError, match="train_qa.json is not what this version of the generator writes"):
         synthetic.add_grounding(old)
+
+
+def _grounding_share():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import grounding_share
+
+    return grounding_share
+
+
+def test_grounding_share_summary_by_hand() -> None:
+    rows = _grounding_share().summarize({2: [1.0, 0.25], 1: [0.5, 0.5], 3: [0.0]})
+    assert rows == [
+        {"objects": 1, "questions": 2, "mean_share": 0.5, "geometric_mean_share": 0.5},
+        {"objects": 2, "questions": 2, "mean_share": 0.625, "geometric_mean_share": 0.5},  # sqrt(1 x 0.25)
+        {"objects": 3, "questions": 1, "mean_share": 0.0, "geometric_mean_share": 0.0},  # floored at 1e-6
+    ]
+
+
+def test_grounding_share_counts_each_named_question_by_its_clip(bench: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """End to end on a generated benchmark with a random model that has the question pooling: every test
+    question that names an object is counted once, in the row of its clip's number of objects (as
+    scenes.json has it), with shares between 0 and 1; a model without the pooling is refused."""
+    from clover.configuration_clover import CloverConfig
+    from clover.modeling_clover import CloverForVideoQA
+
+    model_dir = tmp_path / "query_pooling"
+    config = CloverConfig.from_preset("clover-tiny", qa_heads=["open", "mc"], qa_pooling="cls+max+query", id2label={0: "red"})
+    CloverForVideoQA(config).save_pretrained(model_dir)
+    CloverProcessor.from_preset("clover-tiny").save_pretrained(model_dir)
+    tool, output = _grounding_share(), tmp_path / "share.json"
+    result = tool.main(["--model", str(model_dir), "--data", str(bench), "--tasks", "tgif-action", "msvd-qa", "--output", str(output)])
+    assert json.loads(output.read_text()) == result
+    scenes = _scenes(bench)
+    for task, folder in (("tgif-action", "tgif"), ("msvd-qa", "msvd")):
+        records = load_annotations(task, bench / folder, split="test")
+        attach_grounding(records, load_grounding(bench / folder), task)
+        expected: dict[int, int] = {}
+        for record in records:
+            if "grounding" in record:
+                objects = len(scenes[Path(record["video"]).name.split("_")[0].removesuffix(".gif")]["objects"])
+                expected[objects] = expected.get(objects, 0) + 1
+        rows = result["tasks"][task]
+        assert {row["objects"]: row["questions"] for row in rows} == expected
+        for row in rows:
+            assert 0 < row["geometric_mean_share"] <= row["mean_share"] <= 1
+    with pytest.raises(SystemExit, match="no question pooling"):
+        tool.main(["--model", str(tiny_checkpoint), "--data", str(bench), "--tasks", "tgif-action"])
