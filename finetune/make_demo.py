@@ -123,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grounding_min_objects", type=int, default=1,
                         help="fine-tuning: the grounding term only on questions about clips of at least this many "
                         "objects (train_qa's flag; 1, the bundled recipe: every clip)")
+    parser.add_argument("--grounding_target_share", type=float, default=1.0,
+                        help="fine-tuning: the share of the pooling's attention the grounding term asks for on the named "
+                        "object, and no more (train_qa's flag; 1, the bundled recipe: all of it)")
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -322,6 +325,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--qa_pooling", args.qa_pooling,
         "--grounding_weight", str(args.grounding_weight),
         "--grounding_min_objects", str(args.grounding_min_objects),
+        "--grounding_target_share", str(args.grounding_target_share),
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

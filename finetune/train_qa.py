@@ -103,6 +103,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--grounding_min_objects", type=int, default=1,
                        help="with --grounding_weight: only the questions about clips of at least this many objects "
                        "get the term (2: not the clips of one object, where there is nothing to tell the named one from)")
+    model.add_argument("--grounding_target_share", type=float, default=1.0,
+                       help="with --grounding_weight: the term asks for this share of the pooling's attention on the "
+                       "named object, -log(min(share / S, 1)), and no more (1: all of it)")
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -135,6 +138,8 @@ def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Na
         parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
     if args.grounding_min_objects < 1:
         parser.error(f"--grounding_min_objects must be 1 or more, got {args.grounding_min_objects}")
+    if not 0 < args.grounding_target_share <= 1:
+        parser.error(f"--grounding_target_share must be above 0 and at most 1, got {args.grounding_target_share}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,7 +408,7 @@ def training_loss(run: Run, batch: dict[str, Any]) -> torch.Tensor:
         return outputs.loss
     grid = run.accelerator.unwrap_model(run.model).config.video_grid
     mask = token_mask(batch["grounding_boxes"], grid).to(outputs.question_attention.device)  # (B, t*h*w)
-    term = grounding_loss(outputs.question_attention, mask)
+    term = grounding_loss(outputs.question_attention, mask, run.args.grounding_target_share)
     run.grounding_terms.append(term.detach())
     return outputs.loss + run.args.grounding_weight * term
 
@@ -553,6 +558,7 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         "weight decay": args.weight_decay, "task sampling (share ~ size^alpha)": args.task_sampling_alpha,
         **({"grounding weight (where the named object is)": args.grounding_weight} if args.grounding_weight else {}),
         **({"grounding: clips of at least (objects)": args.grounding_min_objects} if args.grounding_weight and args.grounding_min_objects > 1 else {}),
+        **({"grounding: target share of the attention": args.grounding_target_share} if args.grounding_weight and args.grounding_target_share < 1 else {}),
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })

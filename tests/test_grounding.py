@@ -111,6 +111,18 @@ def test_grounding_loss_is_minus_log_the_attention_on_the_object() -> None:
     assert none.item() == 0.0 and none.requires_grad
 
 
+def test_grounding_loss_with_a_target_share_asks_for_that_share_and_no_more() -> None:
+    """-log(min(mass / s, 1)): by hand for masses 0.5 and 0.25 at s = 0.4 (the first row is past it);
+    no gradient on a row past the target, the usual pull on one short of it."""
+    attention = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]], requires_grad=True)
+    mask = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    loss = grounding_loss(attention, mask, target_share=0.4)
+    assert loss.item() == pytest.approx((0.0 + math.log(0.4 / 0.25)) / 2)
+    loss.backward()
+    assert attention.grad[0].abs().sum() == 0 and attention.grad[1, 1] < 0
+    assert grounding_loss(attention, mask, target_share=1.0).item() == pytest.approx(grounding_loss(attention, mask).item())
+
+
 # --------------------------------------------------------------------------------------------------
 # The files the generator writes
 # --------------------------------------------------------------------------------------------------
@@ -227,6 +239,11 @@ def test_train_qa_adds_the_grounding_term_and_logs_it(bench: Path, tmp_path: Pat
     assert 0 < first["grounding_loss"] < math.log(196)  # a near-uniform attention's share of the object's tokens
     assert first["loss"] == pytest.approx(base["loss"] + 2 * first["grounding_loss"], rel=1e-4)
     assert "grounding_loss" not in base
+    reached = tmp_path / "reached"  # a target share below the untrained pooling's: no term, the plain loss
+    train_qa.main(_argv(bench, reached, "--qa_pooling", "cls+max+query", "--grounding_weight", "2", "--grounding_target_share", "0.001"))
+    first_reached = json.loads((reached / "train_log.jsonl").read_text().splitlines()[0])
+    assert first_reached["grounding_loss"] == 0.0
+    assert first_reached["loss"] == pytest.approx(base["loss"], rel=1e-4)
 
 
 def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_file(bench: Path, tmp_path: Path) -> None:
@@ -243,10 +260,13 @@ def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_fi
         train_qa.main(argv)
 
 
-def test_train_qa_refuses_a_grounding_min_objects_below_one(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_qa_refuses_grounding_settings_out_of_range(bench: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         train_qa.main(_argv(bench, tmp_path / "c", "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_min_objects", "0"))
     assert "--grounding_min_objects must be 1 or more, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_qa.main(_argv(bench, tmp_path / "d", "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_target_share", "1.5"))
+    assert "--grounding_target_share must be above 0 and at most 1, got 1.5" in capsys.readouterr().err
 
 
 def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one_is_refused(bench: Path, tmp_path: Path) -> None:

@@ -713,12 +713,14 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
 
     seen: list[list[str]] = []
     monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
-    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5", "--grounding_min_objects", "2"])
+    args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5", "--grounding_min_objects", "2",
+                                 "--grounding_target_share", "0.6"])
     make_demo.finetune(args, tmp_path / "bench", None, tmp_path / "out")
     argv = seen[0]
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
     assert argv[argv.index("--grounding_weight") + 1] == "0.5"
     assert argv[argv.index("--grounding_min_objects") + 1] == "2"
+    assert argv[argv.index("--grounding_target_share") + 1] == "0.6"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
     assert argv[argv.index("--max_train_steps") + 1] == str(args.finetune_steps)
@@ -777,7 +779,8 @@ def test_make_demo_refuses_bad_grounding_settings_before_any_training(capsys: py
     from finetune import make_demo
 
     for flag, value, message in (("--grounding_weight", "-1", "--grounding_weight must be 0 or more, got -1.0"),
-                                 ("--grounding_min_objects", "0", "--grounding_min_objects must be 1 or more, got 0")):
+                                 ("--grounding_min_objects", "0", "--grounding_min_objects must be 1 or more, got 0"),
+                                 ("--grounding_target_share", "0", "--grounding_target_share must be above 0 and at most 1, got 0.0")):
         with pytest.raises(SystemExit):
             make_demo.parse_args([flag, value])
         assert message in capsys.readouterr().err
