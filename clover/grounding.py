@@ -138,7 +138,10 @@ def grounding_loss(attention: torch.Tensor, mask: torch.Tensor, target_share: fl
     if not grounded.any():
         return attention.sum() * 0.0
     mass = (attention * mask).sum(-1)[grounded]  # (G,)
-    return (math.log(target_share) - mass.clamp_min(1e-6).log()).clamp_min(0.0).mean()
+    log_share = mass.clamp_min(1e-6).log()  # (G,)
+    if target_share >= 1:
+        return -log_share.mean()  # the term as first written, to the bit
+    return (math.log(target_share) - log_share).clamp_min(0.0).mean()
 
 
 __all__ = [
