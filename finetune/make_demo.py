@@ -116,16 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max+query",
                         help="what the answer heads read (train_qa's flag): cls+max+query adds to clover-tiny's cls+max "
                              "the question-guided pooling (docs/results.md, \"Binding sooner\")")
-    parser.add_argument("--grounding_weight", type=float, default=1.0,
-                        help="fine-tuning: teach the question pooling where the named object is, this weight x "
-                        "-log(its attention on that object) (train_qa's flag; clover.grounding; docs/results.md, "
-                        "\"Telling the question pooling where to look\"); 0: off, as before")
-    parser.add_argument("--grounding_min_objects", type=int, default=1,
-                        help="fine-tuning: the grounding term only on questions about clips of at least this many "
-                        "objects (train_qa's flag; 1, the bundled recipe: every clip)")
-    parser.add_argument("--grounding_target_share", type=float, default=1.0,
-                        help="fine-tuning: the share of the pooling's attention the grounding term asks for on the named "
-                        "object, and no more (train_qa's flag; 1, the bundled recipe: all of it)")
+    train_qa.add_grounding_arguments(parser, default_weight=1.0)  # fine-tuning; the bundled recipe: weight 1, every clip, all of the attention
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)

@@ -96,16 +96,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--config_overrides", help="with --preset: config fields to change, e.g. \"text_config.initializer_range=0.05,num_fusion_layers=3\"")
     model.add_argument("--qa_pooling", choices=QA_POOLINGS,
                        help="what the answer heads read (CloverConfig.qa_pooling); default: the checkpoint's or the preset's")
-    model.add_argument("--grounding_weight", type=float, default=0.0,
-                       help="add W x -log(the question pooling's attention on the object the question names), from the "
-                       "grounding.json the synthetic benchmark writes beside its annotations (clover.grounding; needs "
-                       "--qa_pooling cls+max+query or cls+max+query+time); 0: off")
-    model.add_argument("--grounding_min_objects", type=int, default=1,
-                       help="with --grounding_weight: only the questions about clips of at least this many objects "
-                       "get the term (2: not the clips of one object, where there is nothing to tell the named one from)")
-    model.add_argument("--grounding_target_share", type=float, default=1.0,
-                       help="with --grounding_weight: the term asks for this share of the pooling's attention on the "
-                       "named object, -log(min(share / S, 1)), and no more (1: all of it)")
+    add_grounding_arguments(model)
     model.add_argument("--train", choices=["all", "heads", "lora"], default="all", help="which parameters train")
     model.add_argument("--lora_rank", type=int, default=8)
     model.add_argument("--lora_alpha", type=int, default=16)
@@ -130,6 +121,22 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     if args.merge_lora and args.train != "lora":
         parser.error("--merge_lora goes with --train lora")
     check_grounding_arguments(parser, args)
+
+
+def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default_weight: float = 0.0) -> None:
+    """The grounding term's flags (clover.grounding), here and in make_demo, which passes them on with
+    its own default weight; `check_grounding_arguments` checks their ranges."""
+    parser.add_argument("--grounding_weight", type=float, default=default_weight,
+                        help="add W x -log(the question pooling's attention on the object the question names), from the "
+                        "grounding.json the synthetic benchmark writes beside its annotations (clover.grounding; needs "
+                        "--qa_pooling cls+max+query or cls+max+query+time; docs/results.md, \"Telling the question "
+                        "pooling where to look\"); 0: off; default %(default)s")
+    parser.add_argument("--grounding_min_objects", type=int, default=1,
+                        help="with --grounding_weight: only the questions about clips of at least this many objects "
+                        "get the term (2: not the clips of one object, where there is nothing to tell the named one from)")
+    parser.add_argument("--grounding_target_share", type=float, default=1.0,
+                        help="with --grounding_weight: the term asks for this share of the pooling's attention on the "
+                        "named object, -log(min(share / S, 1)), and no more (1: all of it)")
 
 
 def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
