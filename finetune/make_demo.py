@@ -116,7 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qa_pooling", choices=QA_POOLINGS, default="cls+max+query",
                         help="what the answer heads read (train_qa's flag): cls+max+query adds to clover-tiny's cls+max "
                              "the question-guided pooling (docs/results.md, \"Binding sooner\")")
-    train_qa.add_grounding_arguments(parser, default_weight=1.0)  # fine-tuning; the bundled recipe: weight 1, every clip, all of the attention
+    # Fine-tuning; the bundled recipe: weight 1, every clip, a share 0.6 of the attention (docs/results.md,
+    # "A share of the attention, a second seed").
+    train_qa.add_grounding_arguments(parser, default_weight=1.0, default_target_share=0.6)
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
     parser.add_argument("--batch_size", type=int, default=16)

@@ -123,9 +123,10 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     check_grounding_arguments(parser, args)
 
 
-def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default_weight: float = 0.0) -> None:
+def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default_weight: float = 0.0,
+                            default_target_share: float = 1.0) -> None:
     """The grounding term's flags (clover.grounding), here and in make_demo, which passes them on with
-    its own default weight; `check_grounding_arguments` checks their ranges."""
+    its own defaults (the demo recipe's); `check_grounding_arguments` checks their ranges."""
     parser.add_argument("--grounding_weight", type=float, default=default_weight,
                         help="add W x -log(the question pooling's attention on the object the question names), from the "
                         "grounding.json the synthetic benchmark writes beside its annotations (clover.grounding; needs "
@@ -134,9 +135,9 @@ def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._Argument
     parser.add_argument("--grounding_min_objects", type=int, default=1,
                         help="with --grounding_weight: only the questions about clips of at least this many objects "
                         "get the term (2: not the clips of one object, where there is nothing to tell the named one from)")
-    parser.add_argument("--grounding_target_share", type=float, default=1.0,
+    parser.add_argument("--grounding_target_share", type=float, default=default_target_share,
                         help="with --grounding_weight: the term asks for this share of the pooling's attention on the "
-                        "named object, -log(min(share / S, 1)), and no more (1: all of it)")
+                        "named object, -log(min(share / S, 1)), and no more (1: all of it); default %(default)s")
 
 
 def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
