@@ -17,7 +17,10 @@
 4. fine-tune one model for 3,000 steps on all five question sets at once (TGIF-Action, -Transition,
    -FrameQA, -Count and MSVD-style open-ended questions), each task's share of the batches ~ the square
    root of its size, so that it answers open-ended, multiple-choice and count questions
-   (`finetune.train_qa`), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
+   (`finetune.train_qa`), its question pooling told to put a share 0.6 of its attention on the object
+   each question names (`--grounding_weight 1 --grounding_target_share 0.6`, from the benchmark's
+   grounding.json; docs/results.md, "Telling the question pooling where to look", "A share of the
+   attention: a second seed"), and evaluate it on the test split (`--open_ended_first_steps N` puts N steps
    on the open-ended sets alone before it: location improves, the motion questions lose more;
    docs/results.md, "Open-ended questions first");
 5. fit the retrieval heads, which the app's search uses and the fine-tuning leaves behind its moving
@@ -117,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what the answer heads read (train_qa's flag): cls+max+query adds to clover-tiny's cls+max "
                              "the question-guided pooling (docs/results.md, \"Binding sooner\")")
     # Fine-tuning; the bundled recipe: weight 1, every clip, a share 0.6 of the attention (docs/results.md,
-    # "A share of the attention, a second seed").
+    # "A share of the attention: a second seed, and the demo remade with it").
     train_qa.add_grounding_arguments(parser, default_weight=1.0, default_target_share=0.6)
     parser.add_argument("--task_sampling_alpha", type=float, default=0.5,
                         help="fine-tuning: each task's share of the batches ~ its size to this power (train_qa's flag)")
