@@ -34,7 +34,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from clover.data.datasets import VideoQADataset  # noqa: E402
 from clover.grounding import GroundingError, attach_grounding, load_grounding, token_mask  # noqa: E402
-from finetune.common import load_finetuned, load_task, model_inputs, write_json  # noqa: E402
+from finetune.common import add_split_arguments, load_finetuned, load_task, model_inputs, write_json  # noqa: E402
 from finetune.make_demo import TASKS  # noqa: E402
 
 
@@ -42,11 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="examples/checkpoint", help="a fine-tuned Clover model directory")
     parser.add_argument("--data", default="data/synthetic", help="the benchmark folder (with grounding.json files)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    add_split_arguments(parser)
     parser.add_argument("--tasks", nargs="+", choices=[task for task, _, _ in TASKS], help="default: all five")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--val_fraction", type=float, default=0.1, help="as in training, for --split val on TGIF")
-    parser.add_argument("--seed", type=int, default=42, help="as in training, for --split val on TGIF")
     parser.add_argument("--output", help="also write the JSON here")
     return parser.parse_args(argv)
 

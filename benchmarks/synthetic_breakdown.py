@@ -35,7 +35,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from clover.data import synthetic  # noqa: E402
 from clover.data.annotations import TASKS as TASK_SPECS  # noqa: E402
 from clover.metrics import Prediction, qa_metrics  # noqa: E402
-from finetune.common import count_limits_of, evaluate_task, load_finetuned, load_task  # noqa: E402
+from finetune.common import add_split_arguments, count_limits_of, evaluate_task, load_finetuned, load_task  # noqa: E402
 from finetune.evaluate import build_loader, check_heads  # noqa: E402
 from finetune.make_demo import TASKS  # noqa: E402
 
@@ -47,12 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="examples/checkpoint", help="a fine-tuned Clover model directory")
     parser.add_argument("--data", default="data/synthetic", help="the benchmark folder (with scenes.json)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    add_split_arguments(parser)
     parser.add_argument("--tasks", nargs="+", choices=[task for task, _, _ in TASKS], help="default: every task the model has a head for")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=1)
-    parser.add_argument("--val_fraction", type=float, default=0.1, help="as in training, for --split val on TGIF")
-    parser.add_argument("--seed", type=int, default=42, help="as in training, for --split val on TGIF")
     parser.add_argument("--output", help="also write the JSON here")
     return parser.parse_args(argv)
 

@@ -5,6 +5,7 @@ the open-ended answer vocabulary, batches that remember which records they hold,
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -53,6 +54,15 @@ class TaskData:
     videos: str
     splits: dict[str, list[Record]] = field(default_factory=dict)
     val_clips: list[str] = field(default_factory=list)
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """--split, and how training carved TGIF's val clips from Train (--val_fraction, --seed, training's
+    defaults), for the scripts that score one split of a fine-tuned model: with them `--split val` scores
+    the clips that training held out, through `load_task`."""
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--val_fraction", type=float, default=0.1, help="as in training, for --split val on TGIF")
+    parser.add_argument("--seed", type=int, default=42, help="as in training, for --split val on TGIF")
 
 
 def load_task(

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from clover.data.annotations import TASKS
 from clover.data.datasets import VideoQADataset
 from clover.metrics import Prediction, is_correct, metrics_markdown
-from finetune.common import Collator, IndexedDataset, TaskData, count_limits_of, evaluate_task, load_finetuned, load_task, write_json
+from finetune.common import Collator, IndexedDataset, TaskData, add_split_arguments, count_limits_of, evaluate_task, load_finetuned, load_task, write_json
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,12 +36,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--annotations", required=True)
     parser.add_argument("--videos", required=True)
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    add_split_arguments(parser)
     parser.add_argument("--output_dir", help="where to write the files (default: <model>/eval_<task>_<split>)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=2)
-    parser.add_argument("--val_fraction", type=float, default=0.1, help="as in training, for --split val on TGIF")
-    parser.add_argument("--seed", type=int, default=42, help="as in training, for --split val on TGIF")
     return parser.parse_args(argv)
 
 
