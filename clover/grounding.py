@@ -67,7 +67,8 @@ def load_grounding(folder: str | os.PathLike) -> dict[str, Any]:
 
 def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str, min_objects: int = 1) -> int:
     """Give each record whose question names an object, in a clip of at least `min_objects` objects,
-    `record["grounding"]`: that object's boxes per segment, and `record["grounding_segments"]`. Returns
+    `record["grounding"]`: that object's boxes per segment, `record["grounding_segments"]`, and
+    `record["grounding_objects"]`: how many objects the clip has. Returns
     how many records got one; raises when the file names a clip or an object the records do not have
     (the file belongs to other annotations). `min_objects=2` leaves out the clips of one object, where
     there is no other object to tell the named one from (docs/results.md, "The grounding term's
@@ -88,6 +89,7 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
             continue
         record["grounding"] = objects[index]
         record["grounding_segments"] = grounding["num_segments"]
+        record["grounding_objects"] = len(objects)
         attached += 1
     return attached
 
@@ -126,25 +128,40 @@ def token_mask(boxes: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     return held.view(batch, slots, frames // slots, height, width).any(2).flatten(1)  # (B, t*h*w)
 
 
-def grounding_loss(attention: torch.Tensor, mask: torch.Tensor, target_share: float = 1.0) -> torch.Tensor:
+def grounding_loss(attention: torch.Tensor, mask: torch.Tensor, target_share: float | torch.Tensor = 1.0) -> torch.Tensor:
     """-log of the attention mass on the named object's tokens, averaged over the questions that have
     any: (B, n) attention (each row sums to 1), (B, n) bool mask -> scalar (0 when no row has a token).
 
     With `target_share` s < 1 each question's term is -log(min(mass / s, 1)): nothing once a share s of
     the attention is on the object, so the rest may go elsewhere (with one object in the clip the
     pooling untold puts about 0.6 on it; docs/results.md, "The grounding term on clips of several
-    objects only, and without it")."""
+    objects only, and without it"). `target_share` is one s for every question, or (B,): one each
+    (`target_shares`)."""
     grounded = mask.any(-1)  # (B,)
     if not grounded.any():
         return attention.sum() * 0.0
     mass = (attention * mask).sum(-1)[grounded]  # (G,)
     log_share = mass.clamp_min(1e-6).log()  # (G,)
+    if isinstance(target_share, torch.Tensor):
+        log_target = target_share.to(log_share)[grounded].log()  # (G,)
+        return (log_target - log_share).clamp_min(0.0).mean()
     if target_share >= 1:
         return -log_share.mean()  # the term as first written, to the bit
     return (math.log(target_share) - log_share).clamp_min(0.0).mean()
 
 
+def target_shares(objects: torch.Tensor, one: float, several: float) -> torch.Tensor:
+    """Each question's target share by how many objects its clip has: (B,) counts (0 where a question
+    names none) -> (B,) shares, `one` for clips of one object and `several` for clips of more.
+
+    Why: a share below 1 on a clip of several objects lets attention go to the other objects, which
+    costs binding among three; on a clip of one it can only free attention for the background.
+    docs/results.md, "A share by the number of objects", measures 0.6 on one object and 1 on several:
+    the lone object keeps all the attention either way, and the gains of 0.6 go with the binding."""
+    return torch.where(objects > 1, several, one).to(torch.float32)  # (B,)
+
+
 __all__ = [
     "GROUNDING_FILE", "GROUNDING_FORMAT", "GroundingError", "attach_grounding", "boxes_in_crop", "grounding_loss",
-    "load_grounding", "token_mask",
+    "load_grounding", "target_shares", "token_mask",
 ]

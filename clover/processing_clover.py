@@ -406,10 +406,10 @@ class CloverProcessor:
         the training loop sums (a dataset's own counter lives in its worker process). QA batches have
         `pixel_values`, `input_ids`, `attention_mask` (+ `candidate_mask` and `candidate_token_mask` for
         multiple choice), `labels` (long for open/mc, float for count; only when the items have
-        labels), `grounding_boxes` (B, T, 4) when any item has them (NaN for the others), and the lists
-        `ids`, `questions`, `types`, `answers` (+ `candidates`). Caption batches
-        have `pixel_values`, `input_ids`, `attention_mask`, `ids`, `captions`. A batch whose clips were all unreadable holds
-        only `skipped` and an empty `ids` list.
+        labels), `grounding_boxes` (B, T, 4) and `grounding_objects` (B,) when any item has them (NaN
+        rows and 0 for the others), and the lists `ids`, `questions`, `types`, `answers` (+
+        `candidates`). Caption batches have `pixel_values`, `input_ids`, `attention_mask`, `ids`,
+        `captions`. A batch whose clips were all unreadable holds only `skipped` and an empty `ids` list.
         """
         kept = [example for example in examples if example is not None]
         skipped = len(examples) - len(kept)
@@ -450,6 +450,7 @@ class CloverProcessor:
             num_frames = examples[0]["pixel_values"].shape[0]
             blank = torch.full((num_frames, 4), float("nan"))
             batch["grounding_boxes"] = torch.stack([example.get("grounding_boxes", blank) for example in examples])  # (B, T, 4)
+            batch["grounding_objects"] = torch.tensor([example.get("grounding_objects", 0) for example in examples])  # (B,)
         return batch
 
 

@@ -40,7 +40,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from clover.configuration_clover import QA_HEADS, QA_POOLINGS, CloverConfig
 from clover.data.annotations import TASKS, Record
 from clover.data.datasets import VIDEO_INPUTS, ClipCache, VideoQADataset
-from clover.grounding import GroundingError, attach_grounding, grounding_loss, load_grounding, token_mask
+from clover.grounding import GroundingError, attach_grounding, grounding_loss, load_grounding, target_shares, token_mask
 from clover.metrics import metrics_markdown, selection_score
 from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
@@ -138,6 +138,10 @@ def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._Argument
     parser.add_argument("--grounding_target_share", type=float, default=default_target_share,
                         help="with --grounding_weight: the term asks for this share of the pooling's attention on the "
                         "named object, -log(min(share / S, 1)), and no more (1: all of it); default %(default)s")
+    parser.add_argument("--grounding_target_share_several", type=float, default=None,
+                        help="with --grounding_weight: the share asked on clips of two or more objects, where "
+                        "--grounding_target_share is then the one asked on clips of one object (docs/results.md, \"A "
+                        "share by the number of objects\"); default: --grounding_target_share on every clip")
 
 
 def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -146,8 +150,10 @@ def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Na
         parser.error(f"--grounding_weight must be 0 or more, got {args.grounding_weight}")
     if args.grounding_min_objects < 1:
         parser.error(f"--grounding_min_objects must be 1 or more, got {args.grounding_min_objects}")
-    if not 0 < args.grounding_target_share <= 1:
-        parser.error(f"--grounding_target_share must be above 0 and at most 1, got {args.grounding_target_share}")
+    for flag in ("grounding_target_share", "grounding_target_share_several"):
+        share = getattr(args, flag)
+        if share is not None and not 0 < share <= 1:
+            parser.error(f"--{flag} must be above 0 and at most 1, got {share}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,7 +422,10 @@ def training_loss(run: Run, batch: dict[str, Any]) -> torch.Tensor:
         return outputs.loss
     grid = run.accelerator.unwrap_model(run.model).config.video_grid
     mask = token_mask(batch["grounding_boxes"], grid).to(outputs.question_attention.device)  # (B, t*h*w)
-    term = grounding_loss(outputs.question_attention, mask, run.args.grounding_target_share)
+    share: float | torch.Tensor = run.args.grounding_target_share
+    if run.args.grounding_target_share_several is not None:  # one share per question, by its clip's objects
+        share = target_shares(batch["grounding_objects"], share, run.args.grounding_target_share_several)  # (B,)
+    term = grounding_loss(outputs.question_attention, mask, share)
     run.grounding_terms.append(term.detach())
     return outputs.loss + run.args.grounding_weight * term
 
@@ -566,7 +575,8 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         "weight decay": args.weight_decay, "task sampling (share ~ size^alpha)": args.task_sampling_alpha,
         **({"grounding weight (where the named object is)": args.grounding_weight} if args.grounding_weight else {}),
         **({"grounding: clips of at least (objects)": args.grounding_min_objects} if args.grounding_weight and args.grounding_min_objects > 1 else {}),
-        **({"grounding: target share of the attention": args.grounding_target_share} if args.grounding_weight and args.grounding_target_share < 1 else {}),
+        **({"grounding: target share of the attention": args.grounding_target_share} if args.grounding_weight and args.grounding_target_share < 1 and args.grounding_target_share_several is None else {}),
+        **({"grounding: target share of the attention (clips of one object, of several)": f"{args.grounding_target_share}, {args.grounding_target_share_several}"} if args.grounding_weight and args.grounding_target_share_several is not None else {}),
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })

@@ -20,6 +20,7 @@ from clover.grounding import (
     boxes_in_crop,
     grounding_loss,
     load_grounding,
+    target_shares,
     token_mask,
 )
 from clover.processing_clover import CloverProcessor
@@ -123,6 +124,19 @@ def test_grounding_loss_with_a_target_share_asks_for_that_share_and_no_more() ->
     assert grounding_loss(attention, mask, target_share=1.0).item() == pytest.approx(grounding_loss(attention, mask).item())
 
 
+def test_grounding_loss_with_a_share_per_question_by_its_clips_objects() -> None:
+    """A (B,) target share: each row its own -log(min(mass / s, 1)), by hand; the shares come from the
+    clips' object counts (0: the question names none, and its row has no target)."""
+    shares = target_shares(torch.tensor([1, 3, 0, 2]), one=0.4, several=1.0)
+    assert shares.tolist() == pytest.approx([0.4, 1.0, 0.4, 1.0])
+    attention = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.25, 0.25], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    mask = torch.tensor([[True, False, False], [False, True, False], [False, False, False], [False, False, True]])
+    loss = grounding_loss(attention, mask, shares)
+    assert loss.item() == pytest.approx((0.0 - math.log(0.25) - math.log(0.5)) / 3)  # row 1 past 0.4; row 3 untargeted
+    same = grounding_loss(attention, mask, torch.full((4,), 0.4))
+    assert same.item() == pytest.approx(grounding_loss(attention, mask, target_share=0.4).item())
+
+
 # --------------------------------------------------------------------------------------------------
 # The files the generator writes
 # --------------------------------------------------------------------------------------------------
@@ -176,6 +190,23 @@ def test_min_objects_leaves_out_the_clips_of_fewer_objects(bench: Path) -> None:
     assert 0 < sum(several) < len(records)  # the fixture has clips of each kind
     assert attach_grounding(records, grounding, "tgif-action", min_objects=2) == sum(several)
     assert ["grounding" in record for record in records] == several
+    assert all(record["grounding_objects"] >= 2 for record in records if "grounding" in record)
+
+
+def test_the_clips_number_of_objects_reaches_the_batch(bench: Path) -> None:
+    """`grounding_objects`, as scenes.json counts them, from the record through the dataset to the
+    collated batch (0 for a question that names no object)."""
+    grounding, scenes = load_grounding(bench / "tgif"), _scenes(bench)
+    records = load_annotations("tgif-action", bench / "tgif", split="train")
+    attach_grounding(records, grounding, "tgif-action")
+    counts = [len(scenes[Path(record["video"]).stem]["objects"]) for record in records]
+    assert [record["grounding_objects"] for record in records] == counts and len(set(counts)) > 1
+    records[0] = {key: value for key, value in records[0].items() if not key.startswith("grounding")}
+    processor = CloverProcessor.from_preset("clover-tiny")
+    dataset = VideoQADataset(records, bench / "tgif" / "gifs", processor, kind="mc")
+    batch = processor.collate([dataset[i] for i in range(len(records))])
+    assert batch["grounding_objects"].tolist() == [0] + counts[1:]
+    assert batch["grounding_boxes"][0].isnan().all() and not batch["grounding_boxes"][1:].isnan().all()
 
 
 def test_a_missing_or_foreign_grounding_file_is_refused_with_what_to_do(bench: Path, tmp_path: Path) -> None:
@@ -246,6 +277,27 @@ def test_train_qa_adds_the_grounding_term_and_logs_it(bench: Path, tmp_path: Pat
     assert first_reached["loss"] == pytest.approx(base["loss"], rel=1e-4)
 
 
+def test_train_qa_asks_a_share_by_the_number_of_objects(bench: Path, tmp_path: Path) -> None:
+    """`--grounding_target_share 0.001 --grounding_target_share_several 1`: no term on the questions about
+    clips of one object (0.001 is below any attention's share), the whole term on the others; the first
+    step (the same batch and weights in each run) lies strictly between none and the whole term."""
+    runs = {}
+    for name, shares in {"whole": ("1", "1"), "several": ("0.001", "1"), "none": ("0.001", "0.001")}.items():
+        out = tmp_path / name
+        train_qa.main(_argv(bench, out, "--qa_pooling", "cls+max+query", "--grounding_weight", "2",
+                            "--grounding_target_share", shares[0], "--grounding_target_share_several", shares[1]))
+        runs[name] = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert runs["whole"]["ids"] == runs["several"]["ids"] == runs["none"]["ids"]
+    grounding = load_grounding(bench / "tgif")
+    records = load_annotations(runs["whole"]["task"], bench / "tgif", split="train")
+    attach_grounding(records, grounding, runs["whole"]["task"])
+    counts = [record["grounding_objects"] for record in records if record["id"] in runs["whole"]["ids"] and "grounding" in record]
+    assert min(counts) == 1 and max(counts) > 1, counts  # the first batch has clips of both kinds (seed 0)
+    assert runs["none"]["grounding_loss"] == 0.0
+    assert 0 < runs["several"]["grounding_loss"] < runs["whole"]["grounding_loss"]
+    assert (tmp_path / "several" / "README.md").read_text().count("clips of one object, of several) | 0.001, 1.0 |") == 1
+
+
 def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_file(bench: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="has none: add --qa_pooling cls\\+max\\+query"):
         train_qa.main(_argv(bench, tmp_path / "a", "--qa_pooling", "cls+max", "--grounding_weight", "1"))
@@ -267,6 +319,9 @@ def test_train_qa_refuses_grounding_settings_out_of_range(bench: Path, tmp_path:
     with pytest.raises(SystemExit):
         train_qa.main(_argv(bench, tmp_path / "d", "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_target_share", "1.5"))
     assert "--grounding_target_share must be above 0 and at most 1, got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_qa.main(_argv(bench, tmp_path / "e", "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_target_share_several", "0"))
+    assert "--grounding_target_share_several must be above 0 and at most 1, got 0.0" in capsys.readouterr().err
 
 
 def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one_is_refused(bench: Path, tmp_path: Path) -> None:

@@ -180,8 +180,9 @@ class VideoQADataset(_ClipDataset):
         video_input, clip_cache: see `_ClipDataset`.
 
     `dataset[i]` is {pixel_values (T, 3, S, S), question, candidates (mc only), label, id, type,
-    answer, and grounding_boxes (T, 4) for records given a "grounding" by
-    `clover.grounding.attach_grounding`}, or None when the clip cannot be read.
+    answer, and grounding_boxes (T, 4) and grounding_objects (the clip's number of objects) for
+    records given a "grounding" by `clover.grounding.attach_grounding`}, or None when the clip cannot
+    be read.
     """
 
     def __init__(
@@ -232,6 +233,7 @@ class VideoQADataset(_ClipDataset):
         if "grounding" in record:  # the named object's boxes in the frames the model sees (clover.grounding)
             num_frames = pixel_values.shape[0]
             item["grounding_boxes"] = boxes_in_crop(record["grounding"], record["grounding_segments"], num_frames, crop)  # (T, 4)
+            item["grounding_objects"] = record.get("grounding_objects", 1)  # the clip's objects (1 if not said)
         return item
 
     def label(self, record: Mapping[str, Any]) -> int | float:
