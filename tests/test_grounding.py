@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -397,3 +398,54 @@ def test_grounding_share_counts_each_named_question_by_its_clip(bench: Path, tmp
             assert 0 < row["geometric_mean_share"] <= row["mean_share"] <= 1
     with pytest.raises(SystemExit, match="no question pooling"):
         tool.main(["--model", str(tiny_checkpoint), "--data", str(bench), "--tasks", "tgif-action"])
+
+
+def _frame_relevance():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import frame_relevance
+
+    return frame_relevance
+
+
+def test_frame_relevance_finds_the_step_asked_about_by_hand() -> None:
+    """Each motion question's step, its sampled frames, and the ratio, on a timeline written by hand."""
+    tool = _frame_relevance()
+    steps = [
+        {"action": "move left", "reps": 2, "start": 0, "length": 2}, {"action": "blink", "reps": 3, "start": 2, "length": 3},
+        {"action": "move left", "reps": 1, "start": 5, "length": 1}, {"action": "stay still", "reps": 1, "start": 6, "length": 2},
+    ]  # fmt: skip
+    once = tool.asked_steps("tgif-action", "What does the red circle do once ?", "move left", steps)
+    assert once == [steps[2]] and tool.step_frames(once, 8) == [5] and tool.step_frames(once, 16) == [10, 11]
+    assert tool.asked_steps("tgif-action", "What does the red circle do 2 times ?", "move left", steps) == [steps[0]]
+    assert tool.asked_steps("tgif-transition", "What does the red circle do after blink ?", "move left", steps) == [steps[2]]
+    before = tool.asked_steps("tgif-transition", "What does the red circle do before blink ?", "move left", steps)
+    assert tool.step_frames(before, 8) == [0, 1]
+    blinks = tool.asked_steps("tgif-count", "How many times does the red circle blink ?", 3, steps)
+    assert tool.step_frames(blinks, 8) == [2, 3, 4]
+    assert tool.asked_steps("tgif-count", "How many times does the red circle jump ?", 0, steps) == []
+    with pytest.raises(ValueError, match="matches 0 steps"):
+        tool.asked_steps("tgif-action", "What does the red circle do 4 times ?", "blink", steps)
+    with pytest.raises(ValueError, match="not a Transition question"):
+        tool.asked_steps("tgif-transition", "What is the red circle ?", "blink", steps)
+    assert tool.relevance_ratio(np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0]), [0, 1]) == pytest.approx(4.0)
+    assert tool.relevance_ratio(np.full(8, 0.125), [2, 3, 4]) == pytest.approx(1.0)
+    summary = tool.summarize([1.0, 2.0, 3.0], [0.2, 0.3, 0.4])
+    assert summary == {"questions": 3, "ratio": 2.0, "standard_error": pytest.approx(0.5774, abs=1e-4), "top_frame": 0.3}
+    assert tool.summarize([], [])["questions"] == 0
+
+
+def test_frame_relevance_asks_every_motion_question_through_the_app_engine(bench: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """End to end on a generated benchmark with a random model: every Action and Transition question
+    is measured, every Count question but those whose answer is 0 (no step to point at), with ratios
+    that a relevance summing to 1 allows."""
+    output = tmp_path / "relevance.json"
+    argv = ["--model", str(tiny_checkpoint), "--data", str(bench), "--split", "train", "--output", str(output)]
+    result = _frame_relevance().main(argv)  # the train split: 8 clips, where the test split has 2
+    assert json.loads(output.read_text()) == result
+    for task, row in result["tasks"].items():
+        records = load_annotations(task, bench / "tgif", split="train")
+        expected = sum(record["answer"] > 0 for record in records) if task == "tgif-count" else len(records)
+        assert row["questions"] == expected > 0, task
+        assert 0 < row["ratio"] <= 8 and 1 / 8 <= row["top_frame"] <= 1
