@@ -70,6 +70,8 @@ def asked_steps(task: str, question: str, answer: str | int, steps: Sequence[dic
             raise ValueError(f"not a Transition question of the synthetic benchmark: {question!r}")
         direction, anchor = match.groups()
         names = [step["action"] for step in steps]
+        if names.count(anchor) != 1:
+            raise ValueError(f"{question!r}: the object does {anchor!r} {names.count(anchor)} times in {names}; expected once")
         index = names.index(anchor) + (1 if direction == "after" else -1)
         found = [steps[index]] if 0 <= index < len(steps) and names[index] == answer else []
     elif task == "tgif-count":

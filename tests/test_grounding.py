@@ -427,6 +427,8 @@ def test_frame_relevance_finds_the_step_asked_about_by_hand() -> None:
     assert tool.asked_steps("tgif-count", "How many times does the red circle jump ?", 0, steps) == []
     with pytest.raises(ValueError, match="matches 0 steps"):
         tool.asked_steps("tgif-action", "What does the red circle do 4 times ?", "blink", steps)
+    with pytest.raises(ValueError, match="does 'jump' 0 times"):
+        tool.asked_steps("tgif-transition", "What does the red circle do after jump ?", "blink", steps)
     with pytest.raises(ValueError, match="not a Transition question"):
         tool.asked_steps("tgif-transition", "What is the red circle ?", "blink", steps)
     assert tool.relevance_ratio(np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0]), [0, 1]) == pytest.approx(4.0)
