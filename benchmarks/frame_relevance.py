@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from clover.data.synthetic import NUM_SEGMENTS, STILL  # noqa: E402
+from clover.data.synthetic import NUM_SEGMENTS  # noqa: E402
 from clover.grounding import GroundingError, load_grounding  # noqa: E402
 from clover.inference import CloverInference  # noqa: E402
 from finetune.common import add_split_arguments, load_task, write_json  # noqa: E402
@@ -63,7 +63,7 @@ def asked_steps(task: str, question: str, answer: str | int, steps: Sequence[dic
         if match is None:
             raise ValueError(f"not an Action question of the synthetic benchmark: {question!r}")
         reps = 1 if match.group(1) else int(match.group(2))
-        found = [step for step in steps if step["action"] == answer and step["reps"] == reps and step["action"] != STILL]
+        found = [step for step in steps if step["action"] == answer and step["reps"] == reps]
     elif task == "tgif-transition":
         match = _TRANSITION.search(question)
         if match is None:

@@ -142,12 +142,11 @@ def grounding_loss(attention: torch.Tensor, mask: torch.Tensor, target_share: fl
         return attention.sum() * 0.0
     mass = (attention * mask).sum(-1)[grounded]  # (G,)
     log_share = mass.clamp_min(1e-6).log()  # (G,)
-    if isinstance(target_share, torch.Tensor):
-        log_target = target_share.to(log_share)[grounded].log()  # (G,)
-        return (log_target - log_share).clamp_min(0.0).mean()
-    if target_share >= 1:
+    per_question = isinstance(target_share, torch.Tensor)
+    if not per_question and target_share >= 1:
         return -log_share.mean()  # the term as first written, to the bit
-    return (math.log(target_share) - log_share).clamp_min(0.0).mean()
+    log_target = target_share.to(log_share)[grounded].log() if per_question else math.log(target_share)  # (G,) or scalar
+    return (log_target - log_share).clamp_min(0.0).mean()
 
 
 def target_shares(objects: torch.Tensor, one: float, several: float) -> torch.Tensor:

@@ -133,7 +133,7 @@ def test_grounding_loss_with_a_share_per_question_by_its_clips_objects() -> None
     attention = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.25, 0.25], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
     mask = torch.tensor([[True, False, False], [False, True, False], [False, False, False], [False, False, True]])
     loss = grounding_loss(attention, mask, shares)
-    assert loss.item() == pytest.approx((0.0 - math.log(0.25) - math.log(0.5)) / 3)  # row 1 past 0.4; row 3 untargeted
+    assert loss.item() == pytest.approx((0.0 - math.log(0.25) - math.log(0.5)) / 3)  # the first row past 0.4; the third has no target
     same = grounding_loss(attention, mask, torch.full((4,), 0.4))
     assert same.item() == pytest.approx(grounding_loss(attention, mask, target_share=0.4).item())
 
