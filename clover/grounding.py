@@ -13,10 +13,16 @@ longer than the demo recipe trains (docs/results.md, "Where binding is lost" and
 Telling it where to look removes that plateau. It is supervision the real datasets do not have: a
 recipe choice for the synthetic demo, like the video stage's scene labels, not part of the method.
 
+`--grounding_time step` narrows the term, on the Action, Transition and Count questions, to the
+object's tokens in the time slots of the step the question asks about (the step done k times, the step
+after or before the anchor, the steps of the counted action): the pooling is told when to look as well
+as where (docs/results.md, "When to look: the step asked about").
+
 The file (format `clover-synthetic-grounding-1`):
     {"format": ..., "num_segments": 8,
      "boxes": {record video path: [[box or null per segment] per object]},   box = [x0, y0, x1, y1]
-     "questions": {task: {record id: object index}}}
+     "questions": {task: {record id: object index}},
+     "asked_segments": {task: {record id: [segment, ...]}}}   (Action, Transition, Count; not a count of 0)
 Boxes are fractions of the frame side. The model samples one frame per equal segment of the clip, so
 frame i of T sampled frames lies in segment floor(i * num_segments / T).
 """
@@ -65,15 +71,25 @@ def load_grounding(folder: str | os.PathLike) -> dict[str, Any]:
     return grounding
 
 
-def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str, min_objects: int = 1) -> int:
+def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, Any], task: str, min_objects: int = 1,
+                     asked_step_only: bool = False) -> int:
     """Give each record whose question names an object, in a clip of at least `min_objects` objects,
     `record["grounding"]`: that object's boxes per segment, `record["grounding_segments"]`, and
     `record["grounding_objects"]`: how many objects the clip has. Returns
     how many records got one; raises when the file names a clip or an object the records do not have
     (the file belongs to other annotations). `min_objects=2` leaves out the clips of one object, where
     there is no other object to tell the named one from (docs/results.md, "The grounding term's
-    weight")."""
+    weight"). `asked_step_only`: a question the file gives `asked_segments` keeps the boxes of those
+    segments only (null elsewhere), so the term asks for attention on the object while it does the step
+    asked about; the other questions keep every segment's."""
     named = grounding["questions"].get(task, {})
+    if asked_step_only and "asked_segments" not in grounding:
+        raise GroundingError(
+            "the grounding file has no asked_segments (an older generator wrote it): add them with `python -c "
+            "\"from clover.data.synthetic import add_grounding; add_grounding('BENCHMARK_FOLDER')\"` (make_demo "
+            "does it itself), or regenerate the benchmark"
+        )
+    asked = grounding.get("asked_segments", {}).get(task, {}) if asked_step_only else {}
     attached = 0
     for record in records:
         index = named.get(str(record["id"]))
@@ -87,11 +103,18 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
             )
         if len(objects) < min_objects:
             continue
-        record["grounding"] = objects[index]
+        segments = asked.get(str(record["id"]))
+        record["grounding"] = objects[index] if segments is None else only_segments(objects[index], segments)
         record["grounding_segments"] = grounding["num_segments"]
         record["grounding_objects"] = len(objects)
         attached += 1
     return attached
+
+
+def only_segments(segment_boxes: Sequence[Box], segments: Sequence[int]) -> list[Box]:
+    """The boxes of `segments`, None in every other segment."""
+    keep = set(segments)
+    return [box if segment in keep else None for segment, box in enumerate(segment_boxes)]
 
 
 def boxes_in_crop(segment_boxes: Sequence[Box], num_segments: int, num_frames: int, crop: Sequence[float]) -> torch.Tensor:
@@ -162,5 +185,5 @@ def target_shares(objects: torch.Tensor, one: float, several: float) -> torch.Te
 
 __all__ = [
     "GROUNDING_FILE", "GROUNDING_FORMAT", "GroundingError", "attach_grounding", "boxes_in_crop", "grounding_loss",
-    "load_grounding", "target_shares", "token_mask",
+    "load_grounding", "only_segments", "target_shares", "token_mask",
 ]

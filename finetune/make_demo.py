@@ -323,6 +323,7 @@ def run_arguments(args: argparse.Namespace, out: Path, learning_rate: float) -> 
         "--grounding_min_objects", str(args.grounding_min_objects),
         "--grounding_target_share", str(args.grounding_target_share),
         *(["--grounding_target_share_several", str(args.grounding_target_share_several)] if args.grounding_target_share_several is not None else []),
+        "--grounding_time", args.grounding_time,
         "--task_sampling_alpha", str(args.task_sampling_alpha),
         "--per_device_train_batch_size", str(args.batch_size),
         "--num_workers", str(args.num_workers),

@@ -142,6 +142,11 @@ def add_grounding_arguments(parser: argparse.ArgumentParser | argparse._Argument
                         help="with --grounding_weight: the share asked on clips of two or more objects, where "
                         "--grounding_target_share is then the one asked on clips of one object (docs/results.md, \"A "
                         "share by the number of objects\"); default: --grounding_target_share on every clip")
+    parser.add_argument("--grounding_time", choices=("clip", "step"), default="clip",
+                        help="with --grounding_weight: the named object's tokens in every time slot of the clip (clip), "
+                        "or, on the Action, Transition and Count questions, only in the time slots of the step the "
+                        "question asks about (step: where and when to look; docs/results.md, \"When to look: the step "
+                        "asked about\"); default %(default)s")
 
 
 def check_grounding_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -174,26 +179,28 @@ def load_tasks(args: argparse.Namespace) -> list[TaskData]:
         if not data.splits["train"]:
             raise SystemExit(f"{task}: no train questions in {annotations} (run python -m finetune.check_data)")
         if args.grounding_weight:
-            _attach_grounding(data, groundings, args.grounding_min_objects)
+            _attach_grounding(data, groundings, args.grounding_min_objects, args.grounding_time == "step")
         tasks.append(data)
     return tasks
 
 
-def _attach_grounding(data: TaskData, groundings: dict[str, dict[str, Any]], min_objects: int = 1) -> None:
+def _attach_grounding(data: TaskData, groundings: dict[str, dict[str, Any]], min_objects: int = 1,
+                      asked_step_only: bool = False) -> None:
     """Give the training questions that name an object, in clips of at least `min_objects` objects, that
-    object's boxes (`--grounding_weight`, `--grounding_min_objects`); `groundings` keeps the files already
-    read, by folder."""
+    object's boxes (`--grounding_weight`, `--grounding_min_objects`; with `asked_step_only`, `--grounding_time
+    step`, only in the segments of the step asked about); `groundings` keeps the files already read, by folder."""
     try:
         if data.annotations not in groundings:
             groundings[data.annotations] = load_grounding(data.annotations)
         grounding = groundings[data.annotations]
         records = [dict(record) for record in data.splits["train"]]  # the other splits keep theirs untouched
-        attached = attach_grounding(records, grounding, data.name, min_objects)
+        attached = attach_grounding(records, grounding, data.name, min_objects, asked_step_only)
     except GroundingError as error:
         raise SystemExit(f"{data.name}: {error}") from error
     data.splits["train"] = records
     clips = f" in clips of {min_objects} or more objects" if min_objects > 1 else ""
-    logger.info(f"{data.name}: {attached} of {len(records)} training questions name an object{clips} and are grounded")
+    when = ", in the time of the step asked about where there is one" if asked_step_only else ""
+    logger.info(f"{data.name}: {attached} of {len(records)} training questions name an object{clips} and are grounded{when}")
 
 
 def subsample(records: list[Record], fraction: float, seed: int) -> list[Record]:
@@ -577,6 +584,7 @@ def model_card(run: Run, metrics: dict[str, Any]) -> str:
         **({"grounding: clips of at least (objects)": args.grounding_min_objects} if args.grounding_weight and args.grounding_min_objects > 1 else {}),
         **({"grounding: target share of the attention": args.grounding_target_share} if args.grounding_weight and args.grounding_target_share < 1 and args.grounding_target_share_several is None else {}),
         **({"grounding: target share of the attention (clips of one object, of several)": f"{args.grounding_target_share}, {args.grounding_target_share_several}"} if args.grounding_weight and args.grounding_target_share_several is not None else {}),
+        **({"grounding: in time": "the step asked about (Action, Transition, Count)"} if args.grounding_weight and args.grounding_time == "step" else {}),
         **training.run_settings(run, metrics),
         "val fraction (TGIF)": args.val_fraction, "unreadable training clips": metrics["skipped_training_clips"],
     })

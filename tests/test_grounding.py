@@ -21,6 +21,7 @@ from clover.grounding import (
     boxes_in_crop,
     grounding_loss,
     load_grounding,
+    only_segments,
     target_shares,
     token_mask,
 )
@@ -182,6 +183,54 @@ def test_every_motion_question_is_grounded(bench: Path) -> None:
         assert attach_grounding(records, grounding, task) == len(records) > 0
 
 
+def test_asked_segments_are_the_steps_each_motion_question_asks_about(bench: Path) -> None:
+    """grounding.json's `asked_segments`, from the generator, agree with the steps benchmarks/frame_relevance.py
+    reads off each question and scenes.json (the step done k times, the step after or before the anchor,
+    the counted action's steps); a count of 0 has none, and FrameQA none at all."""
+    tool, scenes = _frame_relevance(), _scenes(bench)
+    grounding = load_grounding(bench / "tgif")
+    assert "tgif-frameqa" not in grounding["asked_segments"]
+    checked = 0
+    for task in ("tgif-action", "tgif-transition", "tgif-count"):
+        for record in load_annotations(task, bench / "tgif", split="train") + load_annotations(task, bench / "tgif", split="test"):
+            obj = scenes[Path(record["video"]).stem]["objects"][grounding["questions"][task][record["id"]]]
+            answer = record["candidates"][record["answer"]] if "candidates" in record else record["answer"]
+            expected = tool.step_frames(tool.asked_steps(task, record["question"], answer, obj["steps"]), synthetic.NUM_SEGMENTS)
+            assert grounding["asked_segments"][task].get(record["id"], []) == expected, (task, record)
+            checked += bool(expected) and len(expected) < synthetic.NUM_SEGMENTS
+    assert checked > 10  # many steps are shorter than the clip
+
+
+def test_only_segments_by_hand() -> None:
+    boxes = [[0.1, 0.1, 0.2, 0.2], None, [0.3, 0.3, 0.4, 0.4], [0.5, 0.5, 0.6, 0.6]]
+    assert only_segments(boxes, [1, 2]) == [None, None, [0.3, 0.3, 0.4, 0.4], None]
+    assert only_segments(boxes, range(4)) == boxes
+
+
+def test_asked_step_only_keeps_the_boxes_of_the_step_asked_about(bench: Path) -> None:
+    """`asked_step_only`: each motion question keeps its object's boxes in the segments of the step it
+    asks about, None elsewhere; a count of 0 and FrameQA keep every segment's. A file without
+    `asked_segments` (an older generator's) is refused with what to do."""
+    grounding = load_grounding(bench / "tgif")
+    for task in ("tgif-action", "tgif-count", "tgif-frameqa"):
+        whole = load_annotations(task, bench / "tgif", split="train")
+        step = [dict(record) for record in whole]
+        attach_grounding(whole, grounding, task)
+        assert attach_grounding(step, grounding, task, asked_step_only=True) == sum("grounding" in r for r in whole) > 0
+        asked = grounding["asked_segments"].get(task, {})
+        for full, narrowed in zip(whole, step):
+            if "grounding" not in full:  # "how many objects ?" names none
+                assert "grounding" not in narrowed
+                continue
+            segments = asked.get(full["id"], range(synthetic.NUM_SEGMENTS))
+            assert narrowed["grounding"] == [box if i in segments else None for i, box in enumerate(full["grounding"])]
+    older = {key: value for key, value in grounding.items() if key != "asked_segments"}
+    records = load_annotations("tgif-action", bench / "tgif", split="train")
+    assert attach_grounding(records, older, "tgif-action") == len(records)  # the term over the whole clip needs none
+    with pytest.raises(GroundingError, match="no asked_segments.*regenerate the benchmark"):
+        attach_grounding(records, older, "tgif-action", asked_step_only=True)
+
+
 def test_min_objects_leaves_out_the_clips_of_fewer_objects(bench: Path) -> None:
     """`min_objects=2` grounds the questions about clips of two or three objects, as scenes.json counts
     them, and leaves the one-object clips' questions as they are."""
@@ -299,6 +348,25 @@ def test_train_qa_asks_a_share_by_the_number_of_objects(bench: Path, tmp_path: P
     assert (tmp_path / "several" / "README.md").read_text().count("clips of one object, of several) | 0.001, 1.0 |") == 1
 
 
+def test_train_qa_asks_for_attention_in_the_time_of_the_step(bench: Path, tmp_path: Path) -> None:
+    """`--grounding_time step` on Action questions: the same first batch, a mask that is a part of the
+    whole clip's, so less of the untrained pooling's attention falls in it and the term is larger."""
+    runs = {}
+    for when in ("clip", "step"):
+        out = tmp_path / when
+        argv = [arg for arg in _argv(bench, out, "--qa_pooling", "cls+max+query", "--grounding_weight", "1", "--grounding_time", when)
+                if arg != "tgif-frameqa"]
+        train_qa.main(argv)
+        runs[when] = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert runs["clip"]["ids"] == runs["step"]["ids"] and runs["clip"]["task"] == "tgif-action"
+    grounding = load_grounding(bench / "tgif")
+    partial = [grounding["asked_segments"]["tgif-action"][str(i)] for i in runs["step"]["ids"]]
+    assert any(len(segments) < synthetic.NUM_SEGMENTS for segments in partial), partial
+    assert runs["step"]["grounding_loss"] > runs["clip"]["grounding_loss"] > 0
+    assert "| grounding: in time | the step asked about (Action, Transition, Count) |" in (tmp_path / "step" / "README.md").read_text()
+    assert "grounding: in time" not in (tmp_path / "clip" / "README.md").read_text()
+
+
 def test_train_qa_refuses_grounding_without_a_question_pooling_or_a_grounding_file(bench: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="has none: add --qa_pooling cls\\+max\\+query"):
         train_qa.main(_argv(bench, tmp_path / "a", "--qa_pooling", "cls+max", "--grounding_weight", "1"))
@@ -339,6 +407,11 @@ def test_a_benchmark_made_before_the_grounding_files_gets_them_and_a_changed_one
     for folder in ("tgif", "msvd"):
         assert (old / folder / GROUNDING_FILE).read_bytes() == (bench / folder / GROUNDING_FILE).read_bytes()
     assert synthetic.add_grounding(old) is False  # already there: nothing to do
+    older = json.loads((old / "tgif" / GROUNDING_FILE).read_text())
+    del older["asked_segments"]  # as the generator wrote it before the segments were added
+    (old / "tgif" / GROUNDING_FILE).write_text(json.dumps(older))
+    assert synthetic.add_grounding(old) is True
+    assert (old / "tgif" / GROUNDING_FILE).read_bytes() == (bench / "tgif" / GROUNDING_FILE).read_bytes()
 
     (old / "tgif" / GROUNDING_FILE).unlink()
     questions = old / "msvd" / "train_qa.json"

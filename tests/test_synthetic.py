@@ -714,7 +714,7 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     seen: list[list[str]] = []
     monkeypatch.setattr(make_demo.train_qa, "main", lambda argv: seen.append(argv) or {})
     args = make_demo.parse_args(["--task_sampling_alpha", "0.5", "--finetune_lr", "3e-4", "--grounding_weight", "0.5", "--grounding_min_objects", "2",
-                                 "--grounding_target_share", "0.6", "--grounding_target_share_several", "0.9"])
+                                 "--grounding_target_share", "0.6", "--grounding_target_share_several", "0.9", "--grounding_time", "step"])
     make_demo.finetune(args, tmp_path / "bench", None, tmp_path / "out")
     argv = seen[0]
     assert argv[argv.index("--task_sampling_alpha") + 1] == "0.5"
@@ -722,12 +722,14 @@ def test_make_demo_passes_its_fine_tuning_settings_to_train_qa(tmp_path: Path, m
     assert argv[argv.index("--grounding_min_objects") + 1] == "2"
     assert argv[argv.index("--grounding_target_share") + 1] == "0.6"
     assert argv[argv.index("--grounding_target_share_several") + 1] == "0.9"
+    assert argv[argv.index("--grounding_time") + 1] == "step"
     assert argv[argv.index("--learning_rate") + 1] == "0.0003"
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out")
     assert argv[argv.index("--max_train_steps") + 1] == str(args.finetune_steps)
     make_demo.finetune(make_demo.parse_args(["--finetune_steps", "0"]), tmp_path / "bench", None, tmp_path / "out")
     assert "--max_train_steps" not in seen[1] and seen[1][seen[1].index("--num_train_epochs") + 1] == "2"
     assert "--grounding_target_share_several" not in seen[1]  # off unless given: train_qa's own default
+    assert seen[1][seen[1].index("--grounding_time") + 1] == "clip"
 
 
 def test_make_demo_open_ended_first_trains_those_sets_then_all_five_from_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -801,7 +803,7 @@ def test_make_demo_defaults_are_the_bundled_checkpoints_recipe() -> None:
     # (the same steps give the same weights: test_finetune's clip-cache test; workers draw per item).
     ignored = {"data", "work_dir", "output", "examples_dir", "video_pretrained", "num_workers", "clip_cache_gb"}
     # Flags added since the checkpoint was made, with the value that leaves its recipe as it ran.
-    added_since = {"grounding_target_share_several": None}
+    added_since = {"grounding_target_share_several": None, "grounding_time": "clip"}
     recorded = {**added_since, **recorded}
     assert set(recorded) == set(defaults)
     assert {k: v for k, v in recorded.items() if k not in ignored} == {k: v for k, v in defaults.items() if k not in ignored}

@@ -24,7 +24,8 @@ Output layout under OUT_DIR:
     tgif/{Train,Test}_{action,transition,frameqa,count}_question.csv, tgif/gifs/<gif_name>.gif,
     tgif/splits.json                          TGIF-QA (Train holds the train and val clips)
     msvd/{train,val,test}_qa.json, msvd/youtube_mapping.txt, msvd/YouTubeClips/<id>_<s>_<e>.avi
-    tgif/grounding.json, msvd/grounding.json  where each object is and which one each question names
+    tgif/grounding.json, msvd/grounding.json  where each object is, which one each question names and
+                                              when the step a motion question asks about happens
                                               (ours, not in the published datasets)
     webvid/results.csv (train), webvid/results_val.csv (val), webvid/videos/<page_dir>/<videoid>.mp4
     scenes.json (the ground truth of every clip), metadata.json, corpus.txt
@@ -623,27 +624,41 @@ def _clip_actions(scene: Scene, obj: SceneObject, reps: int | None = None) -> li
     return actions + [s.action for s in obj.steps if reps is not None and s.reps != reps]
 
 
+def step_segments(steps: Iterable[ActionStep]) -> list[int]:
+    """The segments of the clip that `steps` span, in order."""
+    return sorted({segment for step in steps for segment in range(step.start, step.start + step.length)})
+
+
 def make_action_question(rng: random.Random, scene: Scene, option: Option) -> dict[str, Any]:
-    """Candidates are repeatable actions; none but the answer is done by the object k times."""
+    """Candidates are repeatable actions; none but the answer is done by the object k times.
+    `segments`: those of the step asked about (the answer, done k times)."""
     obj, reps = option.obj, option.detail
     same_count = [s.action for s in obj.core_steps() if s.reps == reps]
     candidates, answer = multiple_choice(rng, option.answer, same_count, REPEATED_ACTIONS, _clip_actions(scene, obj, reps))
     question = ACTION_TEMPLATE.format(ref=reference(rng, obj), times=times_phrase(reps))
-    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(obj)}
+    asked = [step for step in obj.core_steps() if step.action == option.answer and step.reps == reps]
+    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(obj),
+            "segments": step_segments(asked)}
 
 
 def make_transition_question(rng: random.Random, scene: Scene, option: Option) -> dict[str, Any]:
-    """Candidates are actions other than the anchor (which the question names)."""
+    """Candidates are actions other than the anchor (which the question names). `segments`: those of
+    the step asked about (the one right after or before the anchor, which the object does once)."""
     direction, anchor = option.key
     own = [step.action for step in option.obj.steps]  # the object's other actions: order matters
     candidates, answer = multiple_choice(rng, option.answer, [anchor], ACTIONS, _clip_actions(scene, option.obj) + own)
     question = TRANSITION_TEMPLATES[direction].format(ref=reference(rng, option.obj), anchor=anchor)
-    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(option.obj)}
+    asked = option.obj.steps[own.index(anchor) + (1 if direction == "after" else -1)]
+    return {"question": question, "candidates": candidates, "answer": answer, "object": scene.objects.index(option.obj),
+            "segments": step_segments([asked])}
 
 
 def make_count_question(rng: random.Random, scene: Scene, option: Option) -> dict[str, Any]:
+    """`segments`: those of the steps of the counted action (none when the answer is 0)."""
     question = COUNT_TEMPLATE.format(ref=reference(rng, option.obj), action=option.detail)
-    return {"question": question, "answer": option.answer, "object": scene.objects.index(option.obj)}
+    counted = [step for step in option.obj.steps if step.action == option.detail]
+    return {"question": question, "answer": option.answer, "object": scene.objects.index(option.obj),
+            "segments": step_segments(counted)}
 
 
 def frameqa_questions(rng: random.Random, scene: Scene, how_many: int = 3) -> list[dict[str, Any]]:
@@ -776,18 +791,23 @@ def clip_names(index: int, duration_s: int) -> ClipNames:
 
 
 def tgif_rows(
-    annotated: Iterable[ClipQuestions], keys: Counter, named: dict[str, dict[str, int]] | None = None
+    annotated: Iterable[ClipQuestions], keys: Counter, named: dict[str, dict[str, int]] | None = None,
+    asked: dict[str, dict[str, list[int]]] | None = None,
 ) -> dict[str, list[list[Any]]]:
     """The rows of the four TGIF-QA files for the given clips; `keys` numbers the rows per task.
-    `named`, when given, gets for each task {row key: index of the object the question names}."""
+    `named`, when given, gets for each task {row key: index of the object the question names}, and
+    `asked` {row key: the segments of the step asked about} for the questions that ask about one."""
     rows: dict[str, list[list[Any]]] = {task: [] for task in TGIF_COLUMNS}
     named = {} if named is None else named
+    asked = {} if asked is None else asked
 
     def add(task: str, item: dict[str, Any], before_key: list[Any], after_key: Sequence[Any] = ()) -> None:
         keys[task] += 1
         rows[task].append([*before_key, keys[task], *after_key])
         if item.get("object") is not None:
             named.setdefault(f"tgif-{task}", {})[str(keys[task])] = item["object"]
+        if item.get("segments"):
+            asked.setdefault(f"tgif-{task}", {})[str(keys[task])] = item["segments"]
 
     for clip in annotated:
         name, number = clip.scene.name, clip.scene.index + 1
@@ -815,25 +835,30 @@ def write_tgif(out: Path, by_split: dict[str, list[ClipQuestions]]) -> None:
     """`{Train,Test}_<task>_question.csv` (Train = train + val clips), `splits.json` and `grounding.json`."""
     keys: Counter = Counter()
     named: dict[str, dict[str, int]] = {}
+    asked: dict[str, dict[str, list[int]]] = {}
     for prefix, clips in (("Train", by_split["train"] + by_split["val"]), ("Test", by_split["test"])):
-        for task, rows in tgif_rows(clips, keys, named).items():
+        for task, rows in tgif_rows(clips, keys, named, asked).items():
             write_tsv(out / f"{prefix}_{task}_question.csv", TGIF_COLUMNS[task], rows)
     splits = {split: [clip.scene.name for clip in by_split[split]] for split in SPLITS}
     _write_json(out / "splits.json", splits)
     scenes = [clip.scene for split in SPLITS for clip in by_split[split]]
-    write_grounding(out, {f"{scene.name}.gif": scene for scene in scenes}, named)
+    write_grounding(out, {f"{scene.name}.gif": scene for scene in scenes}, named, asked)
 
 
-def write_grounding(out: Path, videos: dict[str, Scene], named: dict[str, dict[str, int]]) -> None:
+def write_grounding(out: Path, videos: dict[str, Scene], named: dict[str, dict[str, int]],
+                    asked: dict[str, dict[str, list[int]]] | None = None) -> None:
     """`grounding.json`: where each object of each clip is (`segment_boxes`, keyed by the annotation
-    records' `video` path) and which object each question names ({task: {record id: object index}};
-    questions about no single object, "how many objects ?", are left out). Not part of the published
-    datasets: `finetune.train_qa --grounding_weight` reads it (`clover.grounding`)."""
+    records' `video` path), which object each question names ({task: {record id: object index}};
+    questions about no single object, "how many objects ?", are left out) and, for the Action,
+    Transition and Count questions, the segments of the step they ask about ({task: {record id:
+    [segment, ...]}}; a count of 0 has none). Not part of the published datasets:
+    `finetune.train_qa --grounding_weight` reads it (`clover.grounding`)."""
     grounding = {
         "format": GROUNDING_FORMAT,
         "num_segments": NUM_SEGMENTS,
         "boxes": {video: [segment_boxes(obj) for obj in scene.objects] for video, scene in videos.items()},
         "questions": named,
+        "asked_segments": asked or {},
     }
     (out / GROUNDING_FILE).write_text(json.dumps(grounding, separators=(",", ":")) + "\n", encoding="utf-8")
 
@@ -1025,13 +1050,14 @@ def write_question_files(out: Path, by_split: dict[str, list[ClipQuestions]], na
 
 
 def add_grounding(out_dir: str | Path) -> bool:
-    """Give a benchmark generated before `grounding.json` existed its two grounding files; False when
-    they are there already. The scenes and questions are a function of the seed and clip counts in its
-    `metadata.json`, so they are made again in a temporary folder and the grounding files copied only if
-    every question file made there is byte for byte the benchmark's own (else a ValueError: regenerate)."""
+    """Give a benchmark generated before `grounding.json` existed, or before it held `asked_segments`,
+    its two grounding files; False when they are there already. The scenes and questions are a function
+    of the seed and clip counts in its `metadata.json`, so they are made again in a temporary folder and
+    the grounding files copied only if every question file made there is byte for byte the benchmark's
+    own (else a ValueError: regenerate)."""
     out = Path(out_dir)
     targets = [out / folder / GROUNDING_FILE for folder in ("tgif", "msvd")]
-    if all(path.is_file() for path in targets):
+    if all(_has_asked_segments(path) for path in targets):
         return False
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
@@ -1048,6 +1074,14 @@ def add_grounding(out_dir: str | Path) -> bool:
         for path in targets:
             shutil.copyfile(Path(scratch) / path.parent.name / GROUNDING_FILE, path)
     return True
+
+
+def _has_asked_segments(path: Path) -> bool:
+    """Whether `path` is a grounding file of this version (one with `asked_segments`)."""
+    try:
+        return "asked_segments" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
 
 
 def question_counts(by_split: dict[str, list[ClipQuestions]]) -> dict[str, dict[str, int]]:
