@@ -89,7 +89,7 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
             "\"from clover.data.synthetic import add_grounding; add_grounding('BENCHMARK_FOLDER')\"` (make_demo "
             "does it itself), or regenerate the benchmark"
         )
-    asked = grounding.get("asked_segments", {}).get(task, {}) if asked_step_only else {}
+    asked = grounding["asked_segments"].get(task, {}) if asked_step_only else {}  # checked above
     attached = 0
     for record in records:
         index = named.get(str(record["id"]))
