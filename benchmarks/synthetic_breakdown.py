@@ -35,7 +35,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from clover.data import synthetic  # noqa: E402
 from clover.data.annotations import TASKS as TASK_SPECS  # noqa: E402
 from clover.metrics import Prediction, qa_metrics  # noqa: E402
-from finetune.common import add_split_arguments, count_limits_of, evaluate_task, load_finetuned, load_task  # noqa: E402
+from finetune.common import add_split_arguments, count_limits_of, end_distributed, evaluate_task, load_finetuned, load_task  # noqa: E402
 from finetune.evaluate import build_loader, check_heads  # noqa: E402
 from finetune.make_demo import TASKS  # noqa: E402
 
@@ -153,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.output:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output).write_text(text + "\n", encoding="utf-8")
+    end_distributed(accelerator)
     return result
 
 

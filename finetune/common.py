@@ -252,6 +252,31 @@ def rounded_count(raw: float, config: Any) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# Leaving the process group
+# --------------------------------------------------------------------------------------------------
+
+_LAST_BARRIERS: list[Any] = []  # kept until the interpreter exits; see end_distributed
+
+
+def end_distributed(accelerator: Any) -> None:
+    """End a script's part in the process group (`accelerator.end_training`) without gloo's exit hang.
+
+    PyTorch's gloo backend runs each collective on a worker thread, which lets go of the collective's
+    tensors after the caller's `wait()` has returned and needs the GIL to free them. The process
+    group's destructor (when the DDP model or the interpreter drops the group) joins those threads
+    while holding the GIL, so a thread still letting go of a finished collective waits for the GIL
+    forever: one two-process CPU run in a few hung at exit after writing all its outputs. The last
+    collective is therefore a barrier whose work is kept here until the interpreter exits: it holds
+    every collective still on a worker thread when it was queued, so no worker thread frees the last
+    reference to anything and the join returns. One process: just `end_training`."""
+    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+        barrier = torch.distributed.barrier(async_op=True)
+        barrier.wait()
+        _LAST_BARRIERS.append(barrier)
+    accelerator.end_training()
+
+
+# --------------------------------------------------------------------------------------------------
 # Output directories
 # --------------------------------------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ from torch.utils.data import DataLoader
 from clover.data.annotations import TASKS
 from clover.data.datasets import VideoQADataset
 from clover.metrics import Prediction, is_correct, metrics_markdown
-from finetune.common import Collator, IndexedDataset, TaskData, add_split_arguments, count_limits_of, evaluate_task, load_finetuned, load_task, write_json
+from finetune.common import (
+    Collator, IndexedDataset, TaskData, add_split_arguments, count_limits_of, end_distributed, evaluate_task, load_finetuned, load_task, write_json,
+)  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -95,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         write_json(output / "metrics.json", {"task": args.task, "split": args.split, "model": str(args.model), **metrics})
         (output / "metrics.md").write_text(metrics_markdown({args.task: metrics}, {args.task: data.kind}), encoding="utf-8")
         print(metrics_markdown({args.task: metrics}, {args.task: data.kind}))
+    end_distributed(accelerator)
     return metrics
 
 

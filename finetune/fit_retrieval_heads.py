@@ -50,7 +50,7 @@ from clover.modeling_clover import CloverModel
 from clover.processing_clover import CloverProcessor
 from clover.retrieval import paired_retrieval, retrieval_markdown
 from finetune import training
-from finetune.common import write_json
+from finetune.common import end_distributed, write_json
 from finetune.norm_statistics import load_model, save_weights
 from finetune.pretrain import load_pairs, norm_statistics_loader, val_loader
 
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         save_weights(model.cpu(), directory)
         record(directory, result)
-    accelerator.wait_for_everyone()
+    end_distributed(accelerator)
     if val:
         print("Before:\n" + retrieval_markdown(before) + "\nAfter:\n" + retrieval_markdown(after))
     return result

@@ -42,7 +42,7 @@ from clover.modeling_clover import CloverForPretraining, CloverForVideoQA, Clove
 from clover.processing_clover import CloverProcessor
 from clover.retrieval import retrieval_markdown
 from finetune import training
-from finetune.common import write_json
+from finetune.common import end_distributed, write_json
 from finetune.pretrain import load_pairs, measure_retrieval, norm_statistics_loader, set_norm_statistics, val_loader
 
 logger = logging.getLogger("norm_statistics")
@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {"pairs": pairs, "train_csv": str(args.train_csv)}
     update_metrics(directory, before, after, settings)
     note_in_model_card(directory, after, settings)
+    end_distributed(accelerator)
     if val:
         print("Before:\n" + retrieval_markdown(before) + "\nAfter:\n" + retrieval_markdown(after))
     return {"before": before, "after": after, **settings}

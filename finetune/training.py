@@ -37,7 +37,7 @@ from transformers import get_scheduler
 from clover.configuration_clover import CloverConfig
 from clover.data.datasets import ClipCache
 from clover.processing_clover import CloverProcessor
-from finetune.common import write_json
+from finetune.common import end_distributed, write_json
 
 logger = get_logger(__name__)
 
@@ -495,7 +495,7 @@ def resume_and_train(
     state = resume(run.accelerator, run.args, state_type)
     finished = train(run, state)
     metrics = save_outputs(run, state) if finished else None
-    run.accelerator.end_training()
+    end_distributed(run.accelerator)
     return metrics
 
 
@@ -551,6 +551,7 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, state: T
         temp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temp))
+    accelerator.wait_for_everyone()  # every process has written its random states into temp before the rename
     if accelerator.is_main_process:
         write_json(temp / TRAINER_STATE, asdict(state))
         shutil.rmtree(final, ignore_errors=True)

@@ -69,14 +69,6 @@ def demo_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url(tiny_checkpoint: Path, demo_examples: Path, tmp_path_factory: pytest.TempPathFactory):
     """`python app.py` serving the tiny checkpoint and the example clips on a free port; its URL.
@@ -89,6 +81,8 @@ def app_url(tiny_checkpoint: Path, demo_examples: Path, tmp_path_factory: pytest
     import sys
     import time
     import urllib.request
+
+    from tests.launch import free_port
 
     root = Path(__file__).resolve().parents[1]
     port = free_port()

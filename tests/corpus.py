@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from tests.launch import free_port
 from tests.media import audio_only_mp4, index_clip, truncated_copy, zero_byte
 
 LAYERS = ("read", "processor", "service", "app", "predict", "check_data")
@@ -435,7 +436,7 @@ class AppProcess:
         self.checkpoint, self.directory = Path(checkpoint), Path(directory)
         self.temp_dir = self.directory / "gradio"
         self.flags = flags or ("--max-upload-mb", str(TEST_UPLOAD_MB), "--max-duration", str(TEST_DURATION_SEC))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.process: Any = None
         self.returncode: int | None = None
@@ -489,14 +490,6 @@ class AppProcess:
     def files(self) -> list[Path]:
         """Every file under the app's Gradio temp dir."""
         return sorted(path for path in self.temp_dir.rglob("*") if path.is_file()) if self.temp_dir.exists() else []
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _shape(frames: np.ndarray) -> str:

@@ -122,6 +122,8 @@ def main(out_path: str) -> None:
             "control_grad_diff": control,
         }
         Path(out_path).write_text(json.dumps(result, indent=2))
+    last = dist.barrier(async_op=True)  # held past the group's end: see finetune.common.end_distributed
+    last.wait()
     dist.destroy_process_group()
 
 

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetune import train_qa  # noqa: E402
+from finetune.common import end_distributed  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
         model = run.accelerator.unwrap_model(run.model)
         grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
         torch.save({"grads": grads, "ids": batch["ids"]}, out)
-    run.accelerator.wait_for_everyone()
+    end_distributed(run.accelerator)  # as the scripts end: no gloo hang at exit
 
 
 if __name__ == "__main__":

@@ -9,11 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -28,6 +24,7 @@ from clover.modeling_clover import CloverForVideoQA
 from clover.processing_clover import CloverProcessor
 from finetune import evaluate, train_qa, training
 from finetune.common import load_finetuned
+from tests.launch import torchrun
 from tests.media import zero_byte
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,21 +250,10 @@ def test_qa_pooling_flag_adds_question_guided_pooling_to_a_checkpoint(bench: Pat
     assert [lr_of[id(p)] for p in after.heads["question_pooling"].parameters()] == [pytest.approx(5e-3)] * 14
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker_grads(bench: Path, tmp_path: Path, processes: int) -> dict:
     out = tmp_path / f"grads_{processes}.pt"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--nnodes", "1",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        str(Path(__file__).with_name("finetune_dist_worker.py")), str(out), str(bench), str(4 // processes),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}  # what `accelerate launch --cpu` sets
-    run = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    worker = [str(Path(__file__).with_name("finetune_dist_worker.py")), str(out), str(bench), str(4 // processes)]
+    run = torchrun(processes, worker, cwd=tmp_path, timeout=240, env={"ACCELERATE_USE_CPU": "true"})  # what `accelerate launch --cpu` sets
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return torch.load(out)
 
@@ -294,13 +280,14 @@ def test_train_fraction_keeps_a_seeded_subset_in_order():
 def test_the_script_runs_on_two_cpu_processes(bench: Path, tmp_path: Path) -> None:
     """The documented two-process command end to end: two ranks, the global batch, a loadable output."""
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               str(ROOT / "finetune" / "train_qa.py"), *_argv(bench, out, "tgif-count", "--max_train_steps", "2")]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "ACCELERATE_USE_CPU": "true"}, capture_output=True, text=True, timeout=300)
+    script = [str(ROOT / "finetune" / "train_qa.py"), *_argv(bench, out, "tgif-count", "--max_train_steps", "2")]
+    result = torchrun(2, script, cwd=ROOT, timeout=300, env={"ACCELERATE_USE_CPU": "true"})
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("Num processes: 2") == 2 and "Total train batch size (w. parallel, distributed & accumulation) = 8" in log
     assert json.loads((out / "metrics.json").read_text())["completed_steps"] == 2
+    checkpoint = out / "checkpoints" / "step_2"  # both processes' random states, for a two-process resume
+    assert sorted(path.name for path in checkpoint.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
     CloverForVideoQA.from_pretrained(out)
 
 

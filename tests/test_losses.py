@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +17,7 @@ from clover.losses import (
     TriModalAlignmentLoss,
     gather_with_grad,
 )
+from tests.launch import torchrun
 
 KINDS = ("text", "masked_text", "fused")
 
@@ -283,23 +280,12 @@ def test_mlm_without_masked_tokens_is_zero_with_graph() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_match_one_process(tmp_path: Path) -> None:
     """Local losses on 2 gloo processes, gradients averaged as DDP does, equal the global-batch loss.
     A gather without gradients (the control) must not."""
     worker = Path(__file__).with_name("dist_losses_worker.py")
     out = tmp_path / "result.json"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker), str(out),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    run = torchrun(2, [str(worker), str(out)], cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert len(result["names"]) == 9
