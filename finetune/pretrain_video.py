@@ -29,6 +29,15 @@ is what "how many times does the red object blink ?" and "what does the circle d
 val figures add, per naming, the share of the counts that are not 0 rounded right, and of those that
 are 0 rounded to 0 (`bound_counts`); `counts` there are the clip's totals summed from it.
 
+`--slot_weight W` (W > 0) adds a third output, read off each time slot of the token grid (the
+maximum over its tokens): for each colour and each shape, which of the nine repeatable actions the
+objects of that colour (shape) do during the slot's segments (multi-label, one logistic output per
+naming and action), its loss weighted W. The labels above say what happens somewhere in the clip, and
+`--count_target bound` how often each object does it; this says *when*: the Action and Transition
+questions ask about one object's step ("the one it does 3 times", "after grow"), and the question's
+attention pooling can only find that step if each slot's tokens say which object does what then. Its
+val figure is the balanced accuracy over the slots, per naming (`slots`).
+
 `--output_dir` saves the Clover model (the trained video encoder, the rest as initialised) with its
 processor, for `finetune/pretrain.py --model` or `finetune/train_qa.py --model`, and its arguments,
 step count and last evaluation in `video_pretraining.json`. `--checkpoint` starts
@@ -96,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count_target", choices=COUNT_TARGETS, default="totals",
                         help="with --count_weight, what the count output regresses: the blink and jump repetitions of the "
                              "whole clip (totals), or every repeatable action's repetitions per colour and per shape (bound)")
+    parser.add_argument("--slot_weight", type=float, default=0.0,
+                        help="also say, per time slot, which actions the objects of each colour and each shape do in it, "
+                             "this loss weighted so against the labels' (0: no per-slot output)")
     parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--time_limit", type=float, help="stop (and save) at the first evaluation after this many seconds of training")
     parser.add_argument("--seed", type=int, default=0)
@@ -163,30 +175,58 @@ def count_loss(predicted: torch.Tensor, counts: torch.Tensor, count_target: str)
     return squared.sum(1).mean() / (2 * len(synthetic.REPEATED_ACTIONS))
 
 
-def _render(job: tuple[str, int, str, int, int, str]) -> tuple[torch.Tensor, list[int], list[int]]:
+def segment_labels(scene: synthetic.Scene) -> list[list[int]]:
+    """Per segment of the clip (`synthetic.NUM_SEGMENTS`), for each colour, then each shape
+    (`COUNT_NAMES`), and each repeatable action (the inner order): 1 if an object of that colour
+    (shape) does the action during the segment. `slot_targets` merges segments into the encoder's
+    time slots."""
+    labels = [[0] * (len(COUNT_NAMES) * len(synthetic.REPEATED_ACTIONS)) for _ in range(synthetic.NUM_SEGMENTS)]
+    for obj in scene.objects:
+        for step in obj.core_steps():
+            action = synthetic.REPEATED_ACTIONS.index(step.action)
+            for name in (obj.color, obj.shape):
+                column = COUNT_NAMES.index(name) * len(synthetic.REPEATED_ACTIONS) + action
+                for segment in range(step.start, step.start + step.length):
+                    labels[segment][column] = 1
+    return labels
+
+
+def slot_targets(segments: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Per-segment labels (B, segments, L) -> per-slot labels (B, num_slots, L): a slot that spans
+    several segments has the labels of any of them; a segment spread over several slots gives each
+    its labels."""
+    per_clip = segments.shape[1]
+    if num_slots >= per_clip:
+        return segments.repeat_interleave(num_slots // per_clip, dim=1)
+    return segments.unflatten(1, (num_slots, per_clip // num_slots)).amax(dim=2)
+
+
+def _render(job: tuple[str, int, str, int, int, str]) -> tuple[torch.Tensor, list[int], list[int], list[list[int]]]:
     name, index, target, size, num_frames, count_target = job
     scene = synthetic.sample_scene(random.Random(name), name, index, "probe")
     frames = torch.from_numpy(synthetic.render_clip(scene, size, num_frames))
-    return frames, scene_labels(scene, target), COUNT_TARGETS[count_target](scene)
+    return frames, scene_labels(scene, target), COUNT_TARGETS[count_target](scene), segment_labels(scene)
 
 
 def render_set(
     seed: int, split: str, count: int, target: str, workers: int, size: int = 112, num_frames: int = 8,
     count_target: str = "totals",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8, labels (N, L) and
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`count` scenes of the benchmark's distribution: frames (N, T, S, S, 3) uint8, labels (N, L),
     counts: (N, 2) the repetitions of blink and jump (`scene_counts`), or with `count_target="bound"`
-    (N, 13 x 9) those of every action per colour and shape (`bound_counts`)."""
+    (N, 13 x 9) those of every action per colour and shape (`bound_counts`), and the per-segment
+    labels (N, 8, 13 x 9) uint8 (`segment_labels`)."""
     jobs = [(f"{seed}:probe:{split}:{index}", index, target, size, num_frames, count_target) for index in range(count)]
     if workers > 1:  # spawned, not forked: a worker forked from a process with torch's threads can hang
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             rendered = pool.map(_render, jobs, chunksize=64)
     else:
         rendered = [_render(job) for job in jobs]
-    frames = torch.stack([clip for clip, _, _ in rendered])
-    labels = torch.tensor([labels for _, labels, _ in rendered], dtype=torch.float)
-    counts = torch.tensor([counts for _, _, counts in rendered], dtype=torch.float)
-    return frames, labels, counts
+    frames = torch.stack([clip for clip, _, _, _ in rendered])
+    labels = torch.tensor([labels for _, labels, _, _ in rendered], dtype=torch.float)
+    counts = torch.tensor([counts for _, _, counts, _ in rendered], dtype=torch.float)
+    segments = torch.tensor([segments for _, _, _, segments in rendered], dtype=torch.uint8)
+    return frames, labels, counts, segments
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,22 +237,30 @@ def render_set(
 class VideoProbe(nn.Module):
     """A Clover video encoder and one linear layer on its max- or mean-pooled output tokens; frames
     are normalised by the model's own processor, as for question answering. With `num_counts` > 0, a
-    second linear layer on the mean of the tokens regresses that many repetition counts."""
+    second linear layer on the mean of the tokens regresses that many repetition counts; with
+    `slot_labels`, a third one on each time slot's maximum gives the per-slot bound labels."""
 
-    def __init__(self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str, num_counts: int = 0) -> None:
+    def __init__(
+        self, clover: CloverModel, processor: CloverProcessor, num_labels: int, pool: str, num_counts: int = 0, slot_labels: bool = False
+    ) -> None:  # fmt: skip
         super().__init__()
         self.clover, self.processor, self.pool = clover, processor, pool
         self.classifier = nn.Linear(clover.config.video_width, num_labels)
         self.counter = nn.Linear(clover.config.video_width, num_counts) if num_counts > 0 else None
+        num_slot_labels = len(COUNT_NAMES) * len(synthetic.REPEATED_ACTIONS)
+        self.slot_classifier = nn.Linear(clover.config.video_width, num_slot_labels) if slot_labels else None
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """frames (B, T, S, S, 3) uint8 -> logits (B, L) and, with the count head, counts (B, num_counts)."""
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """frames (B, T, S, S, 3) uint8 -> logits (B, L), with the count head counts (B, num_counts), with
+        the slot head per-slot logits (B, t, 13 x 9)."""
         pixels = torch.stack([self.processor.preprocess_frames(clip) for clip in frames])  # (B, T, 3, S, S)
         pixels = pixels.to(self.classifier.weight.device)
-        tokens = self.clover.encode_video(pixels).tokens.flatten(1, 3)  # (B, t*h*w, C)
+        grid = self.clover.encode_video(pixels).tokens  # (B, t, h, w, C)
+        tokens = grid.flatten(1, 3)  # (B, t*h*w, C)
         pooled = tokens.amax(dim=1) if self.pool == "max" else tokens.mean(dim=1)  # (B, C)
         counts = self.counter(tokens.mean(dim=1)) if self.counter is not None else None  # (B, num_counts)
-        return self.classifier(pooled), counts
+        slots = self.slot_classifier(grid.amax(dim=(2, 3))) if self.slot_classifier is not None else None  # (B, t, 13 x 9)
+        return self.classifier(pooled), counts, slots
 
 
 def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -250,15 +298,24 @@ def bound_scores(predicted: torch.Tensor, counts: torch.Tensor) -> dict[str, dic
     return scores
 
 
+def slot_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Per-slot bound labels, logits and labels (N, t, names x actions): the mean balanced accuracy
+    (%) over each (name, action) label, every slot of every clip one case, per naming (colour, shape)."""
+    per_label = balanced_accuracy(logits.flatten(0, 1) > 0, labels.flatten(0, 1))  # (names x actions,)
+    per_name = per_label.unflatten(0, (len(COUNT_NAMES), len(synthetic.REPEATED_ACTIONS)))  # (names, actions)
+    colors = len(synthetic.COLORS)
+    return {"color": round(float(per_name[:colors].mean()), 1), "shape": round(float(per_name[colors:].mean()), 1)}
+
+
 @torch.no_grad()
 def evaluate(
     probe: VideoProbe, frames: torch.Tensor, labels: torch.Tensor, names: Sequence[str], counts: torch.Tensor | None = None,
-    count_target: str = "totals",
+    count_target: str = "totals", segments: torch.Tensor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     probe.eval()
     outputs = [probe(frames[start : start + 64]) for start in range(0, len(frames), 64)]
     probe.train()
-    predicted = torch.cat([logits.cpu() for logits, _ in outputs]) > 0
+    predicted = torch.cat([logits.cpu() for logits, _, _ in outputs]) > 0
     per_label = balanced_accuracy(predicted, labels)
     scores = {
         "balanced_accuracy": round(float(per_label.mean()), 1),
@@ -266,12 +323,15 @@ def evaluate(
         "per_label": {name: round(float(value), 1) for name, value in zip(names, per_label)},
     }
     if probe.counter is not None and counts is not None:
-        counted = torch.cat([counted.cpu() for _, counted in outputs])
+        counted = torch.cat([counted.cpu() for _, counted, _ in outputs])
         if count_target == "bound":  # the clip's totals too, to compare with the totals' output
             scores["counts"] = count_scores(bound_totals(counted), bound_totals(counts))
             scores["bound_counts"] = bound_scores(counted, counts)
         else:
             scores["counts"] = count_scores(counted, counts)
+    if probe.slot_classifier is not None and segments is not None:
+        slot_logits = torch.cat([slots.cpu() for _, _, slots in outputs])  # (N, t, names x actions)
+        scores["slots"] = slot_scores(slot_logits, slot_targets(segments.float(), slot_logits.shape[1]))
     return scores
 
 
@@ -294,7 +354,7 @@ def build_probe(args: argparse.Namespace) -> VideoProbe:
         config = CloverConfig.from_preset("clover-tiny", **parse_config_overrides(args.config_overrides))
         clover, processor = CloverModel(config), CloverProcessor.from_config(config, tiny_tokenizer())
     num_counts = COUNT_SIZES[args.count_target] if args.count_weight > 0 else 0
-    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool, num_counts)
+    probe = VideoProbe(clover, processor, len(TARGETS[args.target]), args.pool, num_counts, slot_labels=args.slot_weight > 0)
     if args.freeze:
         probe.clover.requires_grad_(False)
     return probe.to(args.device)
@@ -307,22 +367,27 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
                          f"got {args.shape_weight} with --target {args.target}")
     if args.count_weight < 0:
         raise SystemExit(f"--count_weight must be 0 (no count output) or positive, got {args.count_weight}")
+    if args.slot_weight < 0:
+        raise SystemExit(f"--slot_weight must be 0 (no per-slot output) or positive, got {args.slot_weight}")
     weights = label_weights(names, args.shape_weight).to(args.device)
     probe = build_probe(args)
     began, shape = time.time(), (probe.processor.image_size, probe.processor.num_frames)
     render = {"target": args.target, "workers": args.workers, "size": shape[0], "num_frames": shape[1], "count_target": args.count_target}
-    train_frames, train_labels, train_counts = render_set(args.seed, "train", args.train_clips, **render)
-    val_frames, val_labels, val_counts = render_set(args.seed, "val", args.val_clips, **render)
+    train_frames, train_labels, train_counts, train_segments = render_set(args.seed, "train", args.train_clips, **render)
+    val_frames, val_labels, val_counts, val_segments = render_set(args.seed, "val", args.val_clips, **render)
     rendered = round(time.time() - began, 1)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed)
     curve, losses, began = [], [], time.time()
     for step in tqdm(range(1, args.steps + 1), desc="training"):
         index = torch.randint(0, len(train_frames), (args.batch_size,), generator=generator)
-        logits, counts = probe(train_frames[index])  # (B, L), (B, num_counts) or None
+        logits, counts, slots = probe(train_frames[index])  # (B, L), (B, num_counts) or None, (B, t, 13 x 9) or None
         loss = F.binary_cross_entropy_with_logits(logits, train_labels[index].to(args.device), weight=weights)  # mean of w * term
         if counts is not None:
             loss = loss + args.count_weight * count_loss(counts, train_counts[index].to(args.device), args.count_target)
+        if slots is not None:
+            targets = slot_targets(train_segments[index].float(), slots.shape[1]).to(args.device)  # (B, t, 13 x 9)
+            loss = loss + args.slot_weight * F.binary_cross_entropy_with_logits(slots, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -330,7 +395,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "seconds": round(time.time() - began), "render_seconds": rendered,
                      "train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
-                     "val": evaluate(probe, val_frames, val_labels, names, val_counts, args.count_target)}  # fmt: skip
+                     "val": evaluate(probe, val_frames, val_labels, names, val_counts, args.count_target, val_segments)}  # fmt: skip
             curve.append(point)
             tqdm.write(json.dumps(point))
             sys.stdout.flush()

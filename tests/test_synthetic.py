@@ -453,10 +453,11 @@ def test_video_probe_renders_in_memory_and_reports_every_label(tmp_path: Path) -
     assert list(scores["per_label"]) == list(synthetic.REPEATED_ACTIONS)
     assert all(0 <= value <= 100 for value in scores["per_label"].values()) and 0 <= scores["exact_set"] <= 100
     assert "counts" not in scores  # no count output unless asked
-    frames, labels, counts = video_probe.render_set(0, "val", 3, "colors", workers=1)
+    frames, labels, counts, segments = video_probe.render_set(0, "val", 3, "colors", workers=1)
     assert frames.shape == (3, 8, 112, 112, 3) and frames.dtype == torch.uint8
     assert labels.shape == (3, len(COLORS)) and set(labels.sum(1).tolist()) <= {1.0, 2.0, 3.0}  # 1 to 3 objects
     assert counts.shape == (3, 2) and counts.min() >= 0 and counts.max() <= 3 * synthetic.MAX_REPS
+    assert segments.shape == (3, synthetic.NUM_SEGMENTS, 117) and segments.dtype == torch.uint8
     # The trained encoder is saved as a Clover model (finetune.pretrain_video --output_dir) a QA model starts from.
     from clover import CloverForVideoQA, CloverProcessor
     from clover.modeling_clover import CloverModel
@@ -505,9 +506,9 @@ def test_video_stage_count_output_trains_and_is_scored_by_hand(tmp_path: Path) -
     counted, labels_only = (CloverModel.from_pretrained(tmp_path / run).state_dict()[weight] for run in ("counted", "labels_only"))
     assert not torch.equal(counted, labels_only)
     probe = pretrain_video.build_probe(pretrain_video.parse_args([*argv, "--count_weight", "1"]))
-    frames, _, _ = pretrain_video.render_set(0, "val", 2, "scene", workers=1)
-    logits, predicted_counts = probe(frames)
-    assert logits.shape == (2, 22) and predicted_counts.shape == (2, 2)
+    frames, _, _, _ = pretrain_video.render_set(0, "val", 2, "scene", workers=1)
+    logits, predicted_counts, slots = probe(frames)
+    assert logits.shape == (2, 22) and predicted_counts.shape == (2, 2) and slots is None
     with pytest.raises(SystemExit, match="--count_weight must be 0 .* or positive, got -1"):
         pretrain_video.train(pretrain_video.parse_args([*argv, "--count_weight", "-1"]))
 
@@ -544,9 +545,50 @@ def test_video_stage_bound_counts_by_hand(tmp_path: Path) -> None:
             "--batch_size", "2", "--workers", "1", "--count_weight", "1", "--count_target", "bound"]  # fmt: skip
     scores = pretrain_video.main(argv)[-1]["val"]
     assert list(scores["counts"]) == ["blink", "jump"] and list(scores["bound_counts"]) == ["color", "shape"]
-    frames, _, val_counts = pretrain_video.render_set(0, "val", 2, "scene", workers=1, count_target="bound")
+    frames, _, val_counts, _ = pretrain_video.render_set(0, "val", 2, "scene", workers=1, count_target="bound")
     assert val_counts.shape == (2, 117)
     assert pretrain_video.build_probe(pretrain_video.parse_args(argv))(frames)[1].shape == (2, 117)
+
+
+def test_video_stage_slot_labels_by_hand(tmp_path: Path) -> None:
+    """--slot_weight: per segment, which action the objects of each colour and shape do (by hand on a
+    two-object scene), merged into the encoder's time slots, the per-naming score by hand, and a run
+    that trains the slot output and reports it."""
+    from finetune import pretrain_video
+
+    background = Background((60, 60, 60), 0.2, 0.0, 8.0, False)
+    red = SceneObject("circle", "red", "small", 0.3, 0.5, 0.0, 1, 0.1,
+                      [ActionStep("blink", 2, 0, 4), ActionStep("stay still", 1, 4, 2), ActionStep("grow", 1, 6, 2)])  # fmt: skip
+    blue = SceneObject("square", "blue", "small", 0.7, 0.5, 0.0, 1, 0.1,
+                       [ActionStep("move left", 3, 0, 3), ActionStep("jump", 2, 3, 4), ActionStep("stay still", 1, 7, 1)])  # fmt: skip
+    segments = pretrain_video.segment_labels(Scene("probe", 0, "train", 1, background, [red, blue], False))
+    actions = synthetic.REPEATED_ACTIONS
+    named = [{(name, action) for (name, action), on in zip(product(pretrain_video.COUNT_NAMES, actions), row) if on} for row in segments]
+    red_blink, red_grow = {("red", "blink"), ("circle", "blink")}, {("red", "grow"), ("circle", "grow")}
+    blue_left, blue_jump = {("blue", "move left"), ("square", "move left")}, {("blue", "jump"), ("square", "jump")}
+    assert named == [red_blink | blue_left] * 3 + [red_blink | blue_jump] + [blue_jump] * 2 + [red_grow | blue_jump, red_grow]  # still: none
+    # 4 slots of 2 segments: a slot has any of its segments' labels; 8 slots of 1: the segments' own.
+    as_tensor = torch.tensor([segments], dtype=torch.float)  # (1, 8, 117)
+    slots = pretrain_video.slot_targets(as_tensor, 4)
+    assert slots.shape == (1, 4, 117)
+    assert torch.equal(slots[0, 1], torch.maximum(as_tensor[0, 2], as_tensor[0, 3]))  # blink, move left and jump
+    assert torch.equal(pretrain_video.slot_targets(as_tensor, 8), as_tensor)
+    assert torch.equal(pretrain_video.slot_targets(as_tensor, 16)[0, ::2], as_tensor[0])
+    # Score: every label right but one colour cell missed in one of its two positive slots -> that
+    # label's balanced accuracy (50 + 100) / 2 = 75 instead of 100; the colours' mean (63 labels) drops 25 / 63.
+    logits = slots * 2 - 1  # +1 where the label is on, -1 where off
+    red_blink_column = pretrain_video.COUNT_NAMES.index("red") * len(actions) + actions.index("blink")
+    logits[0, 1, red_blink_column] = -1.0
+    scores = pretrain_video.slot_scores(logits, slots)
+    assert scores == {"color": round(100 - 25 / 63, 1), "shape": 100.0}
+    argv = ["--target", "scene", "--train_clips", "4", "--val_clips", "3", "--steps", "1", "--eval_every", "1",
+            "--batch_size", "2", "--workers", "1", "--slot_weight", "1", "--output_dir", str(tmp_path / "slots")]  # fmt: skip
+    scores = pretrain_video.main(argv)[-1]["val"]
+    assert set(scores["slots"]) == {"color", "shape"} and all(0 <= value <= 100 for value in scores["slots"].values())
+    frames, _, _, _ = pretrain_video.render_set(0, "val", 2, "scene", workers=1)
+    assert pretrain_video.build_probe(pretrain_video.parse_args(argv))(frames)[2].shape == (2, 4, 117)
+    with pytest.raises(SystemExit, match="--slot_weight must be 0 .* or positive, got -1"):
+        pretrain_video.train(pretrain_video.parse_args([*argv, "--slot_weight", "-1"]))
 
 
 def test_video_stage_shape_weight_scales_the_shape_terms_by_hand() -> None:
