@@ -278,7 +278,8 @@ def test_train_fraction_keeps_a_seeded_subset_in_order():
 
 
 def test_the_script_runs_on_two_cpu_processes(bench: Path, tmp_path: Path) -> None:
-    """The documented two-process command end to end: two ranks, the global batch, a loadable output."""
+    """The documented two-process command end to end: two ranks, the global batch, a loadable output;
+    then evaluate.py on two processes writes the one-process predictions (each question once)."""
     out = tmp_path / "ddp"
     script = [str(ROOT / "finetune" / "train_qa.py"), *_argv(bench, out, "tgif-count", "--max_train_steps", "2")]
     result = torchrun(2, script, cwd=ROOT, timeout=300, env={"ACCELERATE_USE_CPU": "true"})
@@ -289,6 +290,17 @@ def test_the_script_runs_on_two_cpu_processes(bench: Path, tmp_path: Path) -> No
     checkpoint = out / "checkpoints" / "step_2"  # both processes' random states, for a two-process resume
     assert sorted(path.name for path in checkpoint.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
     CloverForVideoQA.from_pretrained(out)
+
+    def evaluate_argv(directory: Path) -> list[str]:
+        return ["--model", str(out), "--task", "tgif-count", "--annotations", str(bench / "tgif"), "--videos", str(bench / "tgif" / "gifs"),
+                "--split", "train", "--output_dir", str(directory), "--num_workers", "0", "--batch_size", "3"]  # fmt: skip
+
+    evaluate.main(evaluate_argv(tmp_path / "one"))
+    result = torchrun(2, [str(ROOT / "finetune" / "evaluate.py"), *evaluate_argv(tmp_path / "two")], cwd=ROOT, timeout=300,
+                      env={"ACCELERATE_USE_CPU": "true"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = ((tmp_path / run / "predictions.csv").read_text() for run in ("one", "two"))
+    assert two == one and len(one.splitlines()) - 1 == len(load_annotations("tgif-count", bench / "tgif", "train"))
 
 
 def test_task_sampling_alpha_sets_each_tasks_share_of_an_epoch():
