@@ -186,7 +186,7 @@ def segment_labels(scene: synthetic.Scene) -> list[list[int]]:
             action = synthetic.REPEATED_ACTIONS.index(step.action)
             for name in (obj.color, obj.shape):
                 column = COUNT_NAMES.index(name) * len(synthetic.REPEATED_ACTIONS) + action
-                for segment in range(step.start, step.start + step.length):
+                for segment in synthetic.step_segments([step]):
                     labels[segment][column] = 1
     return labels
 
@@ -222,11 +222,11 @@ def render_set(
             rendered = pool.map(_render, jobs, chunksize=64)
     else:
         rendered = [_render(job) for job in jobs]
-    frames = torch.stack([clip for clip, _, _, _ in rendered])
-    labels = torch.tensor([labels for _, labels, _, _ in rendered], dtype=torch.float)
-    counts = torch.tensor([counts for _, _, counts, _ in rendered], dtype=torch.float)
-    segments = torch.tensor([segments for _, _, _, segments in rendered], dtype=torch.uint8)
-    return frames, labels, counts, segments
+    clips, labels, counts, segments = zip(*rendered)
+    return (
+        torch.stack(clips), torch.tensor(labels, dtype=torch.float), torch.tensor(counts, dtype=torch.float),
+        torch.tensor(segments, dtype=torch.uint8),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
