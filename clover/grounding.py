@@ -83,13 +83,7 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
     segments only (null elsewhere), so the term asks for attention on the object while it does the step
     asked about; the other questions keep every segment's."""
     named = grounding["questions"].get(task, {})
-    if asked_step_only and "asked_segments" not in grounding:
-        raise GroundingError(
-            "the grounding file has no asked_segments (an older generator wrote it): add them with `python -c "
-            "\"from clover.data.synthetic import add_grounding; add_grounding('BENCHMARK_FOLDER')\"` (make_demo "
-            "does it itself), or regenerate the benchmark"
-        )
-    asked = grounding["asked_segments"].get(task, {}) if asked_step_only else {}  # checked above
+    asked = asked_segments(grounding, task) if asked_step_only else {}
     attached = 0
     for record in records:
         index = named.get(str(record["id"]))
@@ -109,6 +103,19 @@ def attach_grounding(records: Sequence[dict[str, Any]], grounding: Mapping[str, 
         record["grounding_objects"] = len(objects)
         attached += 1
     return attached
+
+
+def asked_segments(grounding: Mapping[str, Any], task: str) -> dict[str, list[int]]:
+    """{record id: the segments of the step the question asks about} for `task`'s Action, Transition
+    and Count questions (empty for the other tasks; a count of 0 is absent). Raises GroundingError with
+    what to do for a file an older generator wrote without them."""
+    if "asked_segments" not in grounding:
+        raise GroundingError(
+            "the grounding file has no asked_segments (an older generator wrote it): add them with `python -c "
+            "\"from clover.data.synthetic import add_grounding; add_grounding('BENCHMARK_FOLDER')\"` (make_demo "
+            "does it itself), or regenerate the benchmark"
+        )
+    return grounding["asked_segments"].get(task, {})
 
 
 def only_segments(segment_boxes: Sequence[Box], segments: Sequence[int]) -> list[Box]:
@@ -184,6 +191,6 @@ def target_shares(objects: torch.Tensor, one: float, several: float) -> torch.Te
 
 
 __all__ = [
-    "GROUNDING_FILE", "GROUNDING_FORMAT", "GroundingError", "attach_grounding", "boxes_in_crop", "grounding_loss",
-    "load_grounding", "only_segments", "target_shares", "token_mask",
+    "GROUNDING_FILE", "GROUNDING_FORMAT", "GroundingError", "asked_segments", "attach_grounding", "boxes_in_crop",
+    "grounding_loss", "load_grounding", "only_segments", "target_shares", "token_mask",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from clover.data.datasets import VideoQADataset
 from clover.grounding import (
     GROUNDING_FILE,
     GroundingError,
+    asked_segments,
     attach_grounding,
     boxes_in_crop,
     grounding_loss,
@@ -183,20 +185,82 @@ def test_every_motion_question_is_grounded(bench: Path) -> None:
         assert attach_grounding(records, grounding, task) == len(records) > 0
 
 
+_ACTION = re.compile(r" do (?:(once)|(\d+) times) \?$")
+_TRANSITION = re.compile(r" do (after|before) (.+) \?$")
+_COUNT = re.compile(r" (\w+) \?$")
+
+
+def _asked_steps(task: str, question: str, answer: str | int, steps: list[dict]) -> list[dict]:
+    """The oracle for `asked_segments`, independent of the generator's code: the named object's steps
+    (scenes.json dicts: action, reps, start, length) that `question` asks about, read off its text;
+    `answer` is the right candidate's text (Action, Transition) or the count. Empty for a count of 0.
+    Raises ValueError for a question the generator does not write."""
+    if task == "tgif-action":
+        match = _ACTION.search(question)
+        if match is None:
+            raise ValueError(f"not an Action question of the synthetic benchmark: {question!r}")
+        reps = 1 if match.group(1) else int(match.group(2))
+        found = [step for step in steps if step["action"] == answer and step["reps"] == reps]
+    elif task == "tgif-transition":
+        match = _TRANSITION.search(question)
+        if match is None:
+            raise ValueError(f"not a Transition question of the synthetic benchmark: {question!r}")
+        direction, anchor = match.groups()
+        names = [step["action"] for step in steps]
+        if names.count(anchor) != 1:
+            raise ValueError(f"{question!r}: the object does {anchor!r} {names.count(anchor)} times in {names}; expected once")
+        index = names.index(anchor) + (1 if direction == "after" else -1)
+        found = [steps[index]] if 0 <= index < len(steps) and names[index] == answer else []
+    else:
+        match = _COUNT.search(question)
+        if match is None:
+            raise ValueError(f"not a Count question of the synthetic benchmark: {question!r}")
+        found = [step for step in steps if step["action"] == match.group(1)]
+    if task != "tgif-count" and len(found) != 1:
+        raise ValueError(f"{question!r} (answer {answer!r}) matches {len(found)} steps of {steps}; expected one")
+    return found
+
+
+def _segments_of(steps: list[dict]) -> list[int]:
+    return sorted({segment for step in steps for segment in range(step["start"], step["start"] + step["length"])})
+
+
+def test_the_asked_steps_oracle_by_hand() -> None:
+    """The oracle the next test checks the generator against, on a timeline written by hand."""
+    steps = [
+        {"action": "move left", "reps": 2, "start": 0, "length": 2}, {"action": "blink", "reps": 3, "start": 2, "length": 3},
+        {"action": "move left", "reps": 1, "start": 5, "length": 1}, {"action": "stay still", "reps": 1, "start": 6, "length": 2},
+    ]  # fmt: skip
+    assert _asked_steps("tgif-action", "What does the red circle do once ?", "move left", steps) == [steps[2]]
+    assert _asked_steps("tgif-action", "What does the red circle do 2 times ?", "move left", steps) == [steps[0]]
+    assert _asked_steps("tgif-transition", "What does the red circle do after blink ?", "move left", steps) == [steps[2]]
+    assert _asked_steps("tgif-transition", "What does the red circle do before blink ?", "move left", steps) == [steps[0]]
+    blinks = _asked_steps("tgif-count", "How many times does the red circle blink ?", 3, steps)
+    assert blinks == [steps[1]] and _segments_of(blinks) == [2, 3, 4]
+    assert _asked_steps("tgif-count", "How many times does the red circle jump ?", 0, steps) == []
+    assert _segments_of([steps[0], steps[2]]) == [0, 1, 5]
+    with pytest.raises(ValueError, match="matches 0 steps"):
+        _asked_steps("tgif-action", "What does the red circle do 4 times ?", "blink", steps)
+    with pytest.raises(ValueError, match="does 'jump' 0 times"):
+        _asked_steps("tgif-transition", "What does the red circle do after jump ?", "blink", steps)
+    with pytest.raises(ValueError, match="not a Transition question"):
+        _asked_steps("tgif-transition", "What is the red circle ?", "blink", steps)
+
+
 def test_asked_segments_are_the_steps_each_motion_question_asks_about(bench: Path) -> None:
-    """grounding.json's `asked_segments`, from the generator, agree with the steps benchmarks/frame_relevance.py
-    reads off each question and scenes.json (the step done k times, the step after or before the anchor,
-    the counted action's steps); a count of 0 has none, and FrameQA none at all."""
-    tool, scenes = _frame_relevance(), _scenes(bench)
+    """grounding.json's `asked_segments`, from the generator, agree with the steps the oracle reads off
+    each question and scenes.json (the step done k times, the step after or before the anchor, the
+    counted action's steps); a count of 0 has none, and FrameQA none at all."""
+    scenes = _scenes(bench)
     grounding = load_grounding(bench / "tgif")
-    assert "tgif-frameqa" not in grounding["asked_segments"]
+    assert asked_segments(grounding, "tgif-frameqa") == {}
     checked = 0
     for task in ("tgif-action", "tgif-transition", "tgif-count"):
         for record in load_annotations(task, bench / "tgif", split="train") + load_annotations(task, bench / "tgif", split="test"):
             obj = scenes[Path(record["video"]).stem]["objects"][grounding["questions"][task][record["id"]]]
             answer = record["candidates"][record["answer"]] if "candidates" in record else record["answer"]
-            expected = tool.step_frames(tool.asked_steps(task, record["question"], answer, obj["steps"]), synthetic.NUM_SEGMENTS)
-            assert grounding["asked_segments"][task].get(record["id"], []) == expected, (task, record)
+            expected = _segments_of(_asked_steps(task, record["question"], answer, obj["steps"]))
+            assert asked_segments(grounding, task).get(record["id"], []) == expected, (task, record)
             checked += bool(expected) and len(expected) < synthetic.NUM_SEGMENTS
     assert checked > 10  # many steps are shorter than the clip
 
@@ -482,28 +546,12 @@ def _frame_relevance():
     return frame_relevance
 
 
-def test_frame_relevance_finds_the_step_asked_about_by_hand() -> None:
-    """Each motion question's step, its sampled frames, and the ratio, on a timeline written by hand."""
+def test_frame_relevance_frames_and_ratio_by_hand() -> None:
+    """The sampled frames of a step's segments, the ratio and the summary, computed by hand."""
     tool = _frame_relevance()
-    steps = [
-        {"action": "move left", "reps": 2, "start": 0, "length": 2}, {"action": "blink", "reps": 3, "start": 2, "length": 3},
-        {"action": "move left", "reps": 1, "start": 5, "length": 1}, {"action": "stay still", "reps": 1, "start": 6, "length": 2},
-    ]  # fmt: skip
-    once = tool.asked_steps("tgif-action", "What does the red circle do once ?", "move left", steps)
-    assert once == [steps[2]] and tool.step_frames(once, 8) == [5] and tool.step_frames(once, 16) == [10, 11]
-    assert tool.asked_steps("tgif-action", "What does the red circle do 2 times ?", "move left", steps) == [steps[0]]
-    assert tool.asked_steps("tgif-transition", "What does the red circle do after blink ?", "move left", steps) == [steps[2]]
-    before = tool.asked_steps("tgif-transition", "What does the red circle do before blink ?", "move left", steps)
-    assert tool.step_frames(before, 8) == [0, 1]
-    blinks = tool.asked_steps("tgif-count", "How many times does the red circle blink ?", 3, steps)
-    assert tool.step_frames(blinks, 8) == [2, 3, 4]
-    assert tool.asked_steps("tgif-count", "How many times does the red circle jump ?", 0, steps) == []
-    with pytest.raises(ValueError, match="matches 0 steps"):
-        tool.asked_steps("tgif-action", "What does the red circle do 4 times ?", "blink", steps)
-    with pytest.raises(ValueError, match="does 'jump' 0 times"):
-        tool.asked_steps("tgif-transition", "What does the red circle do after jump ?", "blink", steps)
-    with pytest.raises(ValueError, match="not a Transition question"):
-        tool.asked_steps("tgif-transition", "What is the red circle ?", "blink", steps)
+    assert tool.segment_frames([5], 8) == [5] and tool.segment_frames([5], 16) == [10, 11]
+    assert tool.segment_frames([0, 1], 4) == [0] and tool.segment_frames([1], 4) == []  # frame 0 samples segments 0-1
+    assert tool.segment_frames([2, 3, 4], 8) == [2, 3, 4]
     assert tool.relevance_ratio(np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0]), [0, 1]) == pytest.approx(4.0)
     assert tool.relevance_ratio(np.full(8, 0.125), [2, 3, 4]) == pytest.approx(1.0)
     summary = tool.summarize([1.0, 2.0, 3.0], [0.2, 0.3, 0.4])
@@ -524,3 +572,9 @@ def test_frame_relevance_asks_every_motion_question_through_the_app_engine(bench
         expected = sum(record["answer"] > 0 for record in records) if task == "tgif-count" else len(records)
         assert row["questions"] == expected > 0, task
         assert 0 < row["ratio"] <= 8 and 1 / 8 <= row["top_frame"] <= 1
+    older = load_grounding(bench / "tgif")
+    del older["asked_segments"]  # as the generator wrote it before the segments were added
+    (tmp_path / "older" / "tgif").mkdir(parents=True)
+    (tmp_path / "older" / "tgif" / GROUNDING_FILE).write_text(json.dumps(older))
+    with pytest.raises(SystemExit, match="no asked_segments.*add_grounding"):
+        _frame_relevance().main(["--model", str(tiny_checkpoint), "--data", str(tmp_path / "older")])
