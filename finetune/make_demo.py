@@ -50,7 +50,7 @@ from typing import Any
 from clover.configuration_clover import QA_POOLINGS, VIDEO_STEMS
 from clover.data.annotations import TASKS as TASK_SPECS, load_annotations
 from clover.inference import CloverInference
-from clover.data.synthetic import add_grounding, generate_benchmark
+from clover.data.synthetic import add_grounding, generate_benchmark, update_clips
 from clover.video import probe_video, read_frames, write_video
 from finetune import fit_retrieval_heads
 from finetune import pretrain as pretraining
@@ -138,11 +138,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def ensure_benchmark(data: Path, seed: int) -> None:
     """Generate the benchmark with its default sizes unless a complete one is already there (one made
-    before the grounding files existed gets them: `clover.data.synthetic.add_grounding`)."""
+    before the grounding files existed gets them: `clover.data.synthetic.add_grounding`; one whose MP4s
+    an older generator encoded gets them written again: `update_clips`)."""
     if (data / "metadata.json").exists():
         logger.info("using the benchmark in %s", data)
         if add_grounding(data):
             logger.info("wrote the grounding files the benchmark in %s was made without (tgif/ and msvd/grounding.json)", data)
+        if written := update_clips(data):
+            logger.info("wrote again the %d caption clips (MP4) an older generator encoded in %s, not reproducibly", written, data)
         return
     logger.info("generating the synthetic benchmark into %s", data)
     generate_benchmark(data, seed=seed, workers=2)

@@ -27,6 +27,7 @@ from clover.data.synthetic import (
     object_state,
     render_clip,
 )
+from clover.video import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, FRAMES = 48, 16
@@ -181,13 +182,52 @@ def test_corpus_words_are_in_the_vocabulary(bench: Path) -> None:
     assert set(metadata["vocabulary"]) <= words and metadata["clips"] == {"train": 6, "val": 2, "test": 2}
 
 
-def test_same_seed_gives_identical_annotations(bench: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_identical_files(bench: Path, tmp_path: Path) -> None:
+    """Annotations and clips, byte for byte, whether the clips are written in one process or two."""
     generate_benchmark(tmp_path, seed=3, train_clips=6, val_clips=2, test_clips=2, size=SIZE, num_frames=FRAMES, fps=8,
-                       progress=False)
+                       workers=2, progress=False)
     annotation_files = [p.relative_to(bench) for p in bench.rglob("*") if p.suffix in (".csv", ".json", ".txt")]
-    assert len(annotation_files) >= 17
-    for relative in annotation_files:
+    clips = [p.relative_to(bench) for p in bench.rglob("*") if p.suffix in (".gif", ".avi", ".mp4")]
+    assert len(annotation_files) >= 17 and len(clips) == 10 + 10 + 8
+    for relative in annotation_files + clips:
         assert (tmp_path / relative).read_bytes() == (bench / relative).read_bytes(), relative
+
+
+def test_update_clips_writes_again_the_mp4s_an_older_generator_encoded(bench: Path, tmp_path: Path) -> None:
+    """A benchmark whose metadata.json has no `clips_version` (an older generator's: MP4s encoded with
+    x264's macroblock-tree) gets every MP4 written again, the bytes the generator writes now; the GIFs
+    and AVIs are left as they are; a benchmark of this version is left alone."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(bench, old)
+    metadata = json.loads((old / "metadata.json").read_text())
+    assert metadata.pop("clips_version") == synthetic.CLIPS_VERSION
+    (old / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
+    mp4s = sorted(p.relative_to(bench) for p in bench.glob("webvid/videos/*/*.mp4"))
+    (old / mp4s[0]).write_bytes(b"an older encoding")
+    (old / mp4s[1]).unlink()
+    gif = next(old.glob("tgif/gifs/*.gif"))
+    gif.write_bytes(b"left alone")
+    assert synthetic.update_clips(old, workers=1, progress=False) == len(mp4s) == 8
+    for relative in mp4s:
+        assert (old / relative).read_bytes() == (bench / relative).read_bytes(), relative
+    assert (old / "metadata.json").read_bytes() == (bench / "metadata.json").read_bytes()
+    assert gif.read_bytes() == b"left alone"
+    assert synthetic.update_clips(old, progress=False) == 0
+
+
+def test_a_clip_is_encoded_to_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """The MP4 of a clip whose H.264 stream x264's macroblock-tree rate control made differ from run to
+    run (2 to 26 in 150 encodes, by machine load; `clover.video.write_video` turns it off): twenty
+    encodes, one stream."""
+    scenes = synthetic.sample_scenes(0, {"train": 1200, "val": 200, "test": 300})
+    frames = render_clip(scenes["val"][160], 112, 32)  # the default benchmark's webvid/videos/001301_001400/1361.mp4
+    digests = set()
+    for trial in range(20):
+        path = write_video(tmp_path / f"{trial}.mp4", frames, 8.0)
+        digests.add(path.read_bytes())
+    assert len(digests) == 1
 
 
 @pytest.mark.parametrize("folder, pattern", [("tgif/gifs", "*.gif"), ("msvd/YouTubeClips", "*.avi"), ("webvid/videos", "*/*.mp4")])

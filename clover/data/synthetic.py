@@ -59,6 +59,9 @@ from clover.video import write_video
 
 NUM_SEGMENTS = 8  # the model samples 8 frames, one per equal segment; every action spans whole segments
 SPLITS = ("train", "val", "test")
+# How the clips are encoded; metadata.json records it. 2: the MP4s without x264's macroblock-tree rate
+# control, the same bytes every run (`clover.video.write_video`); 1 (no record): with it.
+CLIPS_VERSION = 2
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -1005,8 +1008,8 @@ def generate_benchmark(
 ) -> dict[str, Any]:
     """Write the whole benchmark under `out_dir` and return a summary (counts, time).
 
-    The annotation files are byte-for-byte the same for the same arguments; clips are rendered from
-    per-clip seeds, so they are the same whatever `workers` is.
+    Every file is byte for byte the same for the same arguments, whatever `workers` is: clips are
+    rendered from per-clip seeds, and encoded reproducibly (`clover.video.write_video`).
     """
     _check_frames(num_frames)
     if size % 2 or size < 16:
@@ -1028,6 +1031,7 @@ def generate_benchmark(
         "seed": seed, "size": size, "num_frames": num_frames, "fps": fps, "num_segments": NUM_SEGMENTS,
         "clips": counts, "questions": questions,
         "vocabulary": sorted({word for line in lines for word in line.lower().split()}),
+        "clips_version": CLIPS_VERSION,  # last, where update_clips adds it to an older file
     }
     _write_json(out / "metadata.json", metadata)
 
@@ -1074,6 +1078,30 @@ def add_grounding(out_dir: str | Path) -> bool:
         for path in targets:
             shutil.copyfile(Path(scratch) / path.parent.name / GROUNDING_FILE, path)
     return True
+
+
+def update_clips(out_dir: str | Path, workers: int = 2, progress: bool = True) -> int:
+    """Write again the MP4s of a benchmark an older generator made (`metadata.json` without
+    `clips_version`, or below CLIPS_VERSION): their H.264 streams varied from run to run, and so did
+    the caption pre-training they feed. The scenes are a function of the seed and clip counts in
+    `metadata.json`. Returns how many clips were written (0: they are this version's already)."""
+    out = Path(out_dir)
+    path = out / "metadata.json"
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    if metadata.get("clips_version", 1) >= CLIPS_VERSION:
+        return 0
+    duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
+    scenes = [scene for split in SPLITS for scene in sample_scenes(metadata["seed"], metadata["clips"])[split]]
+    names = {scene.index: clip_names(scene.index, duration_s) for scene in scenes}
+    jobs = [
+        ClipJob(job.scene, tuple(p for p in job.paths if p.endswith(".mp4")), job.size, job.num_frames, job.fps)
+        for job in clip_jobs(out, scenes, names, metadata["size"], metadata["num_frames"], metadata["fps"])
+        if any(p.endswith(".mp4") for p in job.paths)
+    ]  # fmt: skip
+    write_clips(jobs, workers, progress)
+    metadata["clips_version"] = CLIPS_VERSION
+    _write_json(path, metadata)
+    return len(jobs)
 
 
 def _has_asked_segments(path: Path) -> bool:
