@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import random
+import shutil
 from itertools import product
 from pathlib import Path
 
@@ -197,8 +198,6 @@ def test_update_clips_writes_again_the_mp4s_an_older_generator_encoded(bench: Pa
     """A benchmark whose metadata.json has no `clips_version` (an older generator's: MP4s encoded with
     x264's macroblock-tree) gets every MP4 written again, the bytes the generator writes now; the GIFs
     and AVIs are left as they are; a benchmark of this version is left alone."""
-    import shutil
-
     old = tmp_path / "old"
     shutil.copytree(bench, old)
     metadata = json.loads((old / "metadata.json").read_text())
@@ -219,15 +218,12 @@ def test_update_clips_writes_again_the_mp4s_an_older_generator_encoded(bench: Pa
 
 def test_a_clip_is_encoded_to_the_same_bytes_every_time(tmp_path: Path) -> None:
     """The MP4 of a clip whose H.264 stream x264's macroblock-tree rate control made differ from run to
-    run (2 to 26 in 150 encodes, by machine load; `clover.video.write_video` turns it off): twenty
-    encodes, one stream."""
+    run (26 of 150 encodes off the usual stream, with a training beside them; `clover.video.write_video`
+    turns it off): twenty encodes, one stream."""
     scenes = synthetic.sample_scenes(0, {"train": 1200, "val": 200, "test": 300})
     frames = render_clip(scenes["val"][160], 112, 32)  # the default benchmark's webvid/videos/001301_001400/1361.mp4
-    digests = set()
-    for trial in range(20):
-        path = write_video(tmp_path / f"{trial}.mp4", frames, 8.0)
-        digests.add(path.read_bytes())
-    assert len(digests) == 1
+    streams = {write_video(tmp_path / f"{trial}.mp4", frames, 8.0).read_bytes() for trial in range(20)}
+    assert len(streams) == 1
 
 
 @pytest.mark.parametrize("folder, pattern", [("tgif/gifs", "*.gif"), ("msvd/YouTubeClips", "*.avi"), ("webvid/videos", "*/*.mp4")])
