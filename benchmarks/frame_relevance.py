@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from clover.data.synthetic import NUM_SEGMENTS  # noqa: E402
 from clover.grounding import GroundingError, asked_segments, load_grounding  # noqa: E402
 from clover.inference import CloverInference  # noqa: E402
 from finetune.common import add_split_arguments, load_task, write_json  # noqa: E402
@@ -50,7 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def segment_frames(segments: Sequence[int], num_frames: int, num_segments: int = NUM_SEGMENTS) -> list[int]:
+def segment_frames(segments: Sequence[int], num_frames: int, num_segments: int) -> list[int]:
     """The sampled frames that fall in `segments`: frame i of `num_frames` lies in segment
     floor(i * num_segments / num_frames) (one frame per equal segment of the clip, at its centre)."""
     keep = set(segments)
@@ -74,15 +73,16 @@ def summarize(ratios: Sequence[float], peaks: Sequence[float]) -> dict[str, Any]
 
 
 def task_relevance(engine: CloverInference, task: str, records: Sequence[dict[str, Any]], videos: Path,
-                   asked: dict[str, list[int]]) -> dict[str, Any]:
-    """Ask each of a task's questions that `asked` gives segments through the engine; summarize the ratios."""
+                   asked: dict[str, list[int]], num_segments: int) -> dict[str, Any]:
+    """Ask each of a task's questions that `asked` gives segments (of `num_segments`) through the engine;
+    summarize the ratios."""
     ratios, peaks = [], []
     for record in tqdm(records, desc=task, leave=False):
         segments = asked.get(str(record["id"]))
         if not segments:
             continue
         clip, _ = engine.clip_features(videos / record["video"])
-        frames = segment_frames(segments, len(clip.timestamps))
+        frames = segment_frames(segments, len(clip.timestamps), num_segments)
         if not frames:  # a short step that fewer frames than segments do not sample
             continue
         if "candidates" in record:
@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": str(args.model), "data": str(data), "split": args.split, "relevance_from": source, "tasks": {}}
     for task in args.tasks:
         task_data = load_task(task, data / "tgif", data / "tgif" / "gifs", splits=(args.split,), val_fraction=args.val_fraction, seed=args.seed)
-        result["tasks"][task] = task_relevance(engine, task, task_data.splits[args.split], Path(task_data.videos), asked[task])
+        result["tasks"][task] = task_relevance(engine, task, task_data.splits[args.split], Path(task_data.videos), asked[task],
+                                                grounding["num_segments"])
     print(json.dumps(result, indent=1))
     if args.output:
         write_json(args.output, result)

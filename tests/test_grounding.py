@@ -549,9 +549,9 @@ def _frame_relevance():
 def test_frame_relevance_frames_and_ratio_by_hand() -> None:
     """The sampled frames of a step's segments, the ratio and the summary, computed by hand."""
     tool = _frame_relevance()
-    assert tool.segment_frames([5], 8) == [5] and tool.segment_frames([5], 16) == [10, 11]
-    assert tool.segment_frames([0, 1], 4) == [0] and tool.segment_frames([1], 4) == []  # frame 0 samples segments 0-1
-    assert tool.segment_frames([2, 3, 4], 8) == [2, 3, 4]
+    assert tool.segment_frames([5], 8, 8) == [5] and tool.segment_frames([5], 16, 8) == [10, 11]
+    assert tool.segment_frames([0, 1], 4, 8) == [0] and tool.segment_frames([1], 4, 8) == []  # frame 0 samples segments 0-1
+    assert tool.segment_frames([2, 3, 4], 8, 8) == [2, 3, 4] and tool.segment_frames([1], 8, 4) == [2, 3]
     assert tool.relevance_ratio(np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0]), [0, 1]) == pytest.approx(4.0)
     assert tool.relevance_ratio(np.full(8, 0.125), [2, 3, 4]) == pytest.approx(1.0)
     summary = tool.summarize([1.0, 2.0, 3.0], [0.2, 0.3, 0.4])

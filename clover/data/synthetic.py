@@ -44,7 +44,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1017,7 +1017,7 @@ def generate_benchmark(
     started = time.perf_counter()
     out = Path(out_dir)
     counts = {"train": train_clips, "val": val_clips, "test": test_clips}
-    duration_s = max(1, round(num_frames / fps))
+    duration_s = clip_duration_s(num_frames, fps)
     by_split, names = annotate_benchmark(seed, counts, duration_s)
     all_scenes = [clip.scene for split in SPLITS for clip in by_split[split]]
 
@@ -1037,6 +1037,11 @@ def generate_benchmark(
 
     write_clips(clip_jobs(out, all_scenes, names, size, num_frames, fps), workers, progress)
     return {"out_dir": str(out), "clips": counts, "questions": questions, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def clip_duration_s(num_frames: int, fps: float) -> int:
+    """A clip's length in whole seconds, as its MSVD-style file name and WebVid duration give it."""
+    return max(1, round(num_frames / fps))
 
 
 def annotate_benchmark(seed: int, counts: dict[str, int], duration_s: int) -> tuple[dict[str, list[ClipQuestions]], dict[int, ClipNames]]:
@@ -1064,7 +1069,7 @@ def add_grounding(out_dir: str | Path) -> bool:
     if all(_has_asked_segments(path) for path in targets):
         return False
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
-    duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
+    duration_s = clip_duration_s(metadata["num_frames"], metadata["fps"])
     by_split, names = annotate_benchmark(metadata["seed"], metadata["clips"], duration_s)
     with tempfile.TemporaryDirectory() as scratch:
         write_question_files(Path(scratch), by_split, names, metadata["seed"])
@@ -1090,14 +1095,14 @@ def update_clips(out_dir: str | Path, workers: int = 2, progress: bool = True) -
     metadata = json.loads(path.read_text(encoding="utf-8"))
     if metadata.get("clips_version", 1) >= CLIPS_VERSION:
         return 0
-    duration_s = max(1, round(metadata["num_frames"] / metadata["fps"]))
+    duration_s = clip_duration_s(metadata["num_frames"], metadata["fps"])
     scenes = [scene for split in SPLITS for scene in sample_scenes(metadata["seed"], metadata["clips"])[split]]
     names = {scene.index: clip_names(scene.index, duration_s) for scene in scenes}
-    jobs = [
-        ClipJob(job.scene, tuple(p for p in job.paths if p.endswith(".mp4")), job.size, job.num_frames, job.fps)
-        for job in clip_jobs(out, scenes, names, metadata["size"], metadata["num_frames"], metadata["fps"])
-        if any(p.endswith(".mp4") for p in job.paths)
-    ]  # fmt: skip
+    jobs = []
+    for job in clip_jobs(out, scenes, names, metadata["size"], metadata["num_frames"], metadata["fps"]):
+        mp4s = tuple(path for path in job.paths if path.endswith(".mp4"))
+        if mp4s:  # the train and val clips
+            jobs.append(replace(job, paths=mp4s))
     write_clips(jobs, workers, progress)
     metadata["clips_version"] = CLIPS_VERSION
     _write_json(path, metadata)
